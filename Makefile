@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch is pinned to the CPU build that pip finds on these machines; it goes in first so that no
+# dependency can pull a CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: setup demo test lint format bench figures clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/chapter7_moons.py --out out/chapter7
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests examples benchmarks
+	$(PY) -m ruff format --check src tests examples benchmarks
+
+format: $(STAMP)
+	$(PY) -m ruff format src tests examples benchmarks
+	$(PY) -m ruff check --fix src tests examples benchmarks
+
+figures: $(STAMP)
+	$(PY) examples/chapter7_moons.py --out docs/chapter7 --seed 0
+
+bench: $(STAMP)
+	$(PY) benchmarks/chapter_protocol.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,248 @@
+r"""The bijector protocol: ``Bijector``, its composition ``Chain`` and its reversal ``Invert``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Bijector", "Chain", "Context", "Invert", "NotInvertibleError", "Pair"]
+
+Context = torch.Tensor | None
+"""An optional conditioning tensor, passed as ``context=`` to every method."""
+Pair = tuple[torch.Tensor, torch.Tensor]
+"""A value and its log-det."""
+
+
+class NotInvertibleError(NotImplementedError):
+    """Raised when a bijector has no analytic inverse in the asked direction."""
+
+
+def _reduce_log_det(
+    log_det: torch.Tensor, out: torch.Tensor, min_event_ndims: int, event_ndims: int
+) -> torch.Tensor:
+    """Broadcast a log-det to ``out``'s batch shape and sum it over reinterpreted event dims."""
+    batch_shape = out.shape[: out.ndim - min_event_ndims]
+    if log_det.shape != batch_shape:
+        log_det = log_det.expand(batch_shape)
+    extra = event_ndims - min_event_ndims
+    if extra:
+        log_det = log_det.sum(dim=tuple(range(-extra, 0)))
+    return log_det
+
+
+class Bijector(nn.Module):
+    r"""An invertible map :math:`x = f(z)` with a tractable log-determinant of its Jacobian.
+
+    Direction, as in TensorFlow Probability and distrax: ``forward`` maps the base space to the
+    data space (:math:`z \mapsto x`, the *sampling* direction) and ``inverse`` maps data to base
+    (:math:`x \mapsto z`, the *density* direction). By the change of variables,
+
+    .. math:: \log p_X(x) = \log p_Z(f^{-1}(x)) + \log\left|\det J_{f^{-1}}(x)\right|.
+
+    A subclass implements two methods and inherits everything else:
+
+    * ``_forward_and_log_det(z, context)`` returns ``(x, log|det J_f(z)|)``;
+    * ``_inverse_and_log_det(x, context)`` returns ``(z, log|det J_{f^{-1}}(x)|)``; leave it out
+      when no analytic inverse exists and a ``NotInvertibleError`` is raised instead.
+
+    The log-det they return covers ``forward_min_event_ndims`` trailing dims and broadcasts over
+    all dims to their left (the batch dims). The public methods broadcast it to the full batch
+    shape and, given ``event_ndims`` larger than the bijector's own, sum it over the extra dims.
+
+    Calling a bijector applies ``forward`` to a tensor, composes with another bijector
+    (``Shift(s)(Scale(c))`` is ``Chain([Shift(s), Scale(c)])``) and transforms a distribution
+    (``bijector(base)`` is ``TransformedDistribution(base, bijector)``).
+
+    Every method accepts a keyword ``context`` (a conditioning tensor) that neural bijectors pass
+    to their networks and all others ignore.
+    """
+
+    forward_min_event_ndims: int = 0
+    """Number of trailing dims one application of the bijector acts on (0: elementwise)."""
+
+    is_constant_jacobian: bool = False
+    """True when the log-det does not depend on the input (callers may compute it once)."""
+
+    # --- what subclasses implement -------------------------------------------------------------
+
+    def _forward_and_log_det(self, z: torch.Tensor, context: Context) -> Pair:
+        raise NotImplementedError(f"{type(self).__name__} must implement _forward_and_log_det")
+
+    def _inverse_and_log_det(self, x: torch.Tensor, context: Context) -> Pair:
+        raise NotInvertibleError(
+            f"{type(self).__name__} has no analytic inverse; wrap it in Invert(...) to make the "
+            "cheap direction the one you need"
+        )
+
+    # --- public API ----------------------------------------------------------------------------
+
+    @property
+    def inverse_min_event_ndims(self) -> int:
+        """Event rank in the data space (``forward_min_event_ndims`` for every bijector here)."""
+        return self.forward_min_event_ndims
+
+    def _check_rank(self, value: torch.Tensor, event_ndims: int | None, what: str) -> int:
+        nd = self.forward_min_event_ndims if event_ndims is None else int(event_ndims)
+        if nd < self.forward_min_event_ndims:
+            raise ValueError(
+                f"{type(self).__name__} acts on {self.forward_min_event_ndims} trailing dims, "
+                f"event_ndims={nd} is too small"
+            )
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{what} must be a torch.Tensor, got {type(value).__name__}")
+        if value.ndim < nd:
+            raise ValueError(
+                f"{type(self).__name__} needs {what} with at least {nd} dims, got shape "
+                f"{tuple(value.shape)}"
+            )
+        return nd
+
+    def forward_and_log_det(
+        self,
+        z: torch.Tensor,
+        *,
+        event_ndims: int | None = None,
+        context: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Return :math:`x = f(z)` and :math:`\log|\det J_f(z)|` in one pass."""
+        nd = self._check_rank(z, event_ndims, "z")
+        x, log_det = self._forward_and_log_det(z, context)
+        return x, _reduce_log_det(log_det, x, self.forward_min_event_ndims, nd)
+
+    def inverse_and_log_det(
+        self,
+        x: torch.Tensor,
+        *,
+        event_ndims: int | None = None,
+        context: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Return :math:`z = f^{-1}(x)` and :math:`\log|\det J_{f^{-1}}(x)|` in one pass."""
+        nd = self._check_rank(x, event_ndims, "x")
+        z, log_det = self._inverse_and_log_det(x, context)
+        return z, _reduce_log_det(log_det, z, self.inverse_min_event_ndims, nd)
+
+    def forward(self, z: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Map base-space points ``z`` to data space (the sampling direction)."""
+        return self.forward_and_log_det(z, context=context)[0]
+
+    def inverse(self, x: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Map data-space points ``x`` back to base space (the density direction)."""
+        return self.inverse_and_log_det(x, context=context)[0]
+
+    def forward_log_det_jacobian(
+        self,
+        z: torch.Tensor,
+        event_ndims: int | None = None,
+        *,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r""":math:`\log|\det J_f(z)|`, summed over ``event_ndims`` trailing dims."""
+        return self.forward_and_log_det(z, event_ndims=event_ndims, context=context)[1]
+
+    def inverse_log_det_jacobian(
+        self,
+        x: torch.Tensor,
+        event_ndims: int | None = None,
+        *,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r""":math:`\log|\det J_{f^{-1}}(x)|`, summed over ``event_ndims`` trailing dims."""
+        return self.inverse_and_log_det(x, event_ndims=event_ndims, context=context)[1]
+
+    def __call__(self, value: Any, *, context: torch.Tensor | None = None) -> Any:
+        """Apply ``forward`` to a tensor, compose with a bijector, or transform a distribution."""
+        if isinstance(value, Bijector):
+            return Chain([self, value])
+        if hasattr(value, "log_prob") and hasattr(value, "event_shape"):
+            # Imported here: distributions build on bijectors, never the other way round.
+            from nfkit.distributions.transformed import TransformedDistribution
+
+            return TransformedDistribution(value, bijector=self)
+        return self.forward(value, context=context)
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        return f"nfkit.bijectors.{type(self).__name__}({extra})"
+
+
+class Chain(Bijector):
+    r"""The composition :math:`f_1 \circ f_2 \circ \dots \circ f_n` of a list of bijectors.
+
+    As in TFP, ``Chain([f, g]).forward(z) == f(g(z))``: the *last* bijector in the list is applied
+    first when sampling, and the first one first when evaluating a density. The log-det is the sum
+    of the parts' log-dets (eq. 7.2 of the chapter); a part with a lower event rank than the chain
+    has its log-det summed over the dims the chain reinterprets as event dims.
+
+    Args:
+        bijectors: the parts, outermost first.
+
+    Example:
+        >>> import torch, nfkit.bijectors as nfb
+        >>> b = nfb.Chain([nfb.Shift(1.0), nfb.Scale(2.0)])
+        >>> b.forward(torch.tensor([1.0, 2.0]))
+        tensor([3., 5.])
+
+    """
+
+    def __init__(self, bijectors: Sequence[Bijector]) -> None:
+        super().__init__()
+        self.bijectors = nn.ModuleList(bijectors)
+        ranks = [b.forward_min_event_ndims for b in self.bijectors]
+        self.forward_min_event_ndims = max(ranks, default=0)
+        self.is_constant_jacobian = all(b.is_constant_jacobian for b in self.bijectors)
+
+    def _forward_and_log_det(self, z: torch.Tensor, context: Context) -> Pair:
+        nd = self.forward_min_event_ndims
+        total = z.new_zeros(())
+        for b in reversed(self.bijectors):
+            z, log_det = b.forward_and_log_det(z, event_ndims=nd, context=context)
+            total = total + log_det
+        return z, total
+
+    def _inverse_and_log_det(self, x: torch.Tensor, context: Context) -> Pair:
+        nd = self.forward_min_event_ndims
+        total = x.new_zeros(())
+        for b in self.bijectors:
+            x, log_det = b.inverse_and_log_det(x, event_ndims=nd, context=context)
+            total = total + log_det
+        return x, total
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(b).replace("\n", "\n  ") for b in self.bijectors)
+        return f"nfkit.bijectors.Chain([\n  {inner},\n])"
+
+
+class Invert(Bijector):
+    r"""The inverse bijector :math:`f^{-1}`: ``forward`` and ``inverse`` swap roles.
+
+    ``Invert(MaskedAutoregressiveFlow(...))`` is an inverse autoregressive flow (IAF): sampling
+    becomes the one-pass direction and density evaluation the sequential one. Parameters are
+    shared with the wrapped bijector.
+
+    Args:
+        bijector: the bijector to invert.
+
+    Example:
+        >>> import torch, nfkit.bijectors as nfb
+        >>> nfb.Invert(nfb.Exp()).forward(torch.tensor([1.0]))
+        tensor([0.])
+
+    """
+
+    def __init__(self, bijector: Bijector) -> None:
+        super().__init__()
+        self.bijector = bijector
+        self.forward_min_event_ndims = bijector.inverse_min_event_ndims
+        self.is_constant_jacobian = bijector.is_constant_jacobian
+
+    def _forward_and_log_det(self, z: torch.Tensor, context: Context) -> Pair:
+        return self.bijector._inverse_and_log_det(z, context)
+
+    def _inverse_and_log_det(self, x: torch.Tensor, context: Context) -> Pair:
+        return self.bijector._forward_and_log_det(x, context)
+
+    def __repr__(self) -> str:
+        return f"nfkit.bijectors.Invert({self.bijector!r})"

@@ -1,0 +1,17 @@
+"""Distributions: base densities and transformed distributions (TFP's ``tfd`` vocabulary)."""
+
+from nfkit.distributions.base import Distribution
+from nfkit.distributions.simple import Independent, MultivariateNormalDiag, Normal, Uniform
+from nfkit.distributions.torch_compat import AsTorchDistribution, TorchDistribution
+from nfkit.distributions.transformed import TransformedDistribution
+
+__all__ = [
+    "AsTorchDistribution",
+    "Distribution",
+    "Independent",
+    "MultivariateNormalDiag",
+    "Normal",
+    "TorchDistribution",
+    "TransformedDistribution",
+    "Uniform",
+]

@@ -1,0 +1,169 @@
+r"""The distribution protocol: ``sample``/``rsample``/``log_prob`` with TFP's shape semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from nfkit._tensors import as_size
+
+__all__ = ["Distribution", "SampleShape"]
+
+SampleShape = int | Sequence[int] | torch.Size
+
+
+def _shape_str(shape: torch.Size) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+class Distribution(nn.Module):
+    r"""A probability distribution as an ``nn.Module``.
+
+    Shapes follow TensorFlow Probability (chapter 7.6.2): a sample has shape
+    ``sample_shape + batch_shape + event_shape``. ``event_shape`` is the shape of one draw,
+    ``batch_shape`` indexes independent distributions with different parameters, and
+    ``sample_shape`` counts draws. ``log_prob`` reduces over the event dims only.
+
+    A subclass sets ``batch_shape`` and ``event_shape`` and implements ``_rsample(shape, context)``
+    (``shape`` = ``sample_shape + batch_shape``) and ``_log_prob(value, context)``; the public
+    methods check and convert their inputs once.
+
+    Being a module, a distribution moves with ``.to(device)``, casts with ``.double()``, and hands
+    its trainable parameters to an optimizer through ``parameters()``.
+    """
+
+    def __init__(self, batch_shape: Sequence[int] = (), event_shape: Sequence[int] = ()) -> None:
+        super().__init__()
+        self._batch_shape = torch.Size(batch_shape)
+        self._event_shape = torch.Size(event_shape)
+
+    # --- what subclasses implement -------------------------------------------------------------
+
+    def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    # --- shapes, dtype, device -----------------------------------------------------------------
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """Shape of the batch of independent distributions this object represents."""
+        return self._batch_shape
+
+    @property
+    def event_shape(self) -> torch.Size:
+        """Shape of a single draw."""
+        return self._event_shape
+
+    def _reference(self) -> Tensor | None:
+        for t in self.buffers():
+            if t.is_floating_point():
+                return t
+        for t in self.parameters():
+            if t.is_floating_point():
+                return t
+        return None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of samples and densities (float32 unless cast with ``.double()``)."""
+        ref = self._reference()
+        return torch.get_default_dtype() if ref is None else ref.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device the distribution's tensors live on."""
+        ref = self._reference()
+        return torch.device("cpu") if ref is None else ref.device
+
+    # --- public API ----------------------------------------------------------------------------
+
+    def rsample(self, sample_shape: SampleShape = (), *, context: Tensor | None = None) -> Tensor:
+        """Draw reparametrized samples of shape ``sample_shape + batch_shape + event_shape``;
+        gradients flow back to the parameters.
+        """
+        return self._rsample(as_size(sample_shape) + self.batch_shape, context)
+
+    def sample(self, sample_shape: SampleShape = (), *, context: Tensor | None = None) -> Tensor:
+        """Draw samples of shape ``sample_shape + batch_shape + event_shape``, without gradients.
+
+        Example:
+            >>> import nfkit.distributions as nfd
+            >>> nfd.MultivariateNormalDiag(loc=[0.0, 0.0]).sample((5, 3)).shape
+            torch.Size([5, 3, 2])
+
+        """
+        with torch.no_grad():
+            return self.rsample(sample_shape, context=context)
+
+    def log_prob(
+        self, value: Tensor | np.ndarray, *, context: Tensor | None = None
+    ) -> Tensor | np.ndarray:
+        """Log-density of ``value`` (shape ``(*, *event_shape)``), reduced over the event dims.
+
+        Tensors in, tensors out (differentiable). A numpy array or list in (the chapter's
+        ``td.log_prob(zgrid)``) is cast to this distribution's dtype, evaluated without
+        gradients, and answered with a numpy array, so ``np.exp(td.log_prob(grid))`` works.
+        """
+        tensor, from_numpy = self._as_input(value)
+        if from_numpy:
+            with torch.no_grad():
+                return self._log_prob(tensor, context).cpu().numpy()
+        return self._log_prob(tensor, context)
+
+    def prob(
+        self, value: Tensor | np.ndarray, *, context: Tensor | None = None
+    ) -> Tensor | np.ndarray:
+        """Density of ``value``: the exponential of :meth:`log_prob` (numpy in, numpy out)."""
+        log_p = self.log_prob(value, context=context)
+        return np.exp(log_p) if isinstance(log_p, np.ndarray) else log_p.exp()
+
+    def sample_and_log_prob(
+        self, sample_shape: SampleShape = (), *, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Reparametrized samples and their log-density, computed together."""
+        x = self.rsample(sample_shape, context=context)
+        return x, self._log_prob(x, context)
+
+    def _as_input(self, value: Tensor | np.ndarray) -> tuple[Tensor, bool]:
+        from_numpy = not isinstance(value, Tensor)
+        if from_numpy:
+            array = np.asarray(value)
+            if array.dtype.kind not in "biuf":
+                raise TypeError(f"expected numbers, got an array of dtype {array.dtype}")
+            tensor = torch.as_tensor(array, dtype=self.dtype, device=self.device)
+        elif not value.is_floating_point():
+            tensor = value.to(self.dtype)
+        elif value.dtype != self.dtype:
+            raise TypeError(
+                f"expected {self.dtype} input, got {value.dtype}: cast the data with "
+                f".to({self.dtype}) or the distribution with .to({value.dtype})"
+            )
+        else:
+            tensor = value
+        n_event = len(self.event_shape)
+        if tensor.ndim < n_event or tensor.shape[tensor.ndim - n_event :] != self.event_shape:
+            size = tuple(self.event_shape)
+            raise ValueError(
+                f"expected trailing shape {size}, got {tuple(tensor.shape)}: the distribution "
+                f"has event shape {size}" + (f", {size[0]} features" if n_event == 1 else "")
+            )
+        return tensor, from_numpy
+
+    def as_torch(self) -> torch.distributions.Distribution:
+        """This distribution as a ``torch.distributions.Distribution`` (for Pyro, ``kl``, ...)."""
+        from nfkit.distributions.torch_compat import AsTorchDistribution
+
+        return AsTorchDistribution(self)
+
+    def __repr__(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        return (
+            f"<nfkit.{type(self).__name__} batch_shape={_shape_str(self.batch_shape)} "
+            f"event_shape={_shape_str(self.event_shape)} dtype={dtype}>"
+        )

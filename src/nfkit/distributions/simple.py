@@ -1,0 +1,166 @@
+r"""Base distributions: Normal, MultivariateNormalDiag, Uniform and the Independent wrapper."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from nfkit._tensors import ArrayLike, register_tensor
+from nfkit.distributions.base import Distribution
+
+__all__ = ["Independent", "MultivariateNormalDiag", "Normal", "Uniform"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _normal_log_pdf(x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+    return -0.5 * ((x - loc) / scale) ** 2 - scale.log() - _HALF_LOG_2PI
+
+
+class Normal(Distribution):
+    r"""Univariate normal :math:`\mathcal N(\mu, \sigma^2)`, scalar events, batched by broadcasting.
+
+    .. math:: \log p(x) = -\tfrac12 \left(\tfrac{x-\mu}{\sigma}\right)^2 - \log\sigma
+              - \tfrac12\log 2\pi
+
+    Args:
+        loc: mean :math:`\mu`.
+        scale: standard deviation :math:`\sigma > 0`.
+
+    Example:
+        >>> import nfkit.distributions as nfd
+        >>> nfd.Normal(loc=[0.0, 1.0], scale=1.0)
+        <nfkit.Normal batch_shape=[2] event_shape=[] dtype=float32>
+
+    """
+
+    def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0) -> None:
+        super().__init__()
+        register_tensor(self, "loc", loc)
+        register_tensor(self, "scale", scale)
+        self._batch_shape = torch.broadcast_shapes(self.loc.shape, self.scale.shape)
+
+    def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + self.scale * eps
+
+    def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
+        return _normal_log_pdf(value, self.loc, self.scale)
+
+
+class MultivariateNormalDiag(Distribution):
+    r"""Multivariate normal with diagonal covariance, :math:`\mathcal N(\mu, \Sigma)`,
+    :math:`\Sigma = \mathrm{diag}(\sigma^2)`.
+
+    Events are vectors of size :math:`D` (the last dim of ``loc``); leading dims of ``loc`` and
+    ``scale_diag`` are batch dims. ``log_prob`` sums the univariate log-densities over the event.
+
+    Args:
+        loc: mean, shape ``(*, D)``; zeros when only ``scale_diag`` is given.
+        scale_diag: standard deviations, shape ``(*, D)``; ones when not given.
+
+    Example:
+        >>> import nfkit.distributions as nfd
+        >>> nfd.MultivariateNormalDiag(loc=[0.0] * 2)
+        <nfkit.MultivariateNormalDiag batch_shape=[] event_shape=[2] dtype=float32>
+        >>> nfd.MultivariateNormalDiag(loc=[[0.0, 0.0]] * 4).batch_shape
+        torch.Size([4])
+
+    """
+
+    def __init__(self, loc: ArrayLike | None = None, scale_diag: ArrayLike | None = None) -> None:
+        super().__init__()
+        if loc is None and scale_diag is None:
+            raise ValueError("MultivariateNormalDiag needs loc or scale_diag (to know D)")
+        loc_t = register_tensor(self, "loc", loc if loc is not None else 0.0)
+        scale_t = register_tensor(self, "scale_diag", scale_diag if scale_diag is not None else 1.0)
+        shape = torch.broadcast_shapes(loc_t.shape, scale_t.shape)
+        if len(shape) < 1:
+            raise ValueError("loc or scale_diag must have an event dim: use [0.0] * D")
+        self._batch_shape, self._event_shape = shape[:-1], shape[-1:]
+
+    def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
+        eps = torch.randn(shape + self.event_shape, dtype=self.dtype, device=self.device)
+        return self.loc + self.scale_diag * eps
+
+    def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
+        return _normal_log_pdf(value, self.loc, self.scale_diag).sum(-1)
+
+
+class Uniform(Distribution):
+    r"""Uniform on :math:`[a, b)`, scalar events: :math:`\log p(x) = -\log(b - a)` inside,
+    :math:`-\infty` outside.
+
+    Args:
+        low: :math:`a`.
+        high: :math:`b > a`.
+
+    Example:
+        >>> import torch, nfkit.distributions as nfd
+        >>> nfd.Uniform(0.0, 2.0).log_prob(torch.tensor([1.0, 3.0]))
+        tensor([-0.6931,    -inf])
+
+    """
+
+    def __init__(self, low: ArrayLike = 0.0, high: ArrayLike = 1.0) -> None:
+        super().__init__()
+        register_tensor(self, "low", low)
+        register_tensor(self, "high", high)
+        if bool((self.high <= self.low).any()):
+            raise ValueError("Uniform needs low < high")
+        self._batch_shape = torch.broadcast_shapes(self.low.shape, self.high.shape)
+
+    def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
+        u = torch.rand(shape, dtype=self.dtype, device=self.device)
+        return self.low + (self.high - self.low) * u
+
+    def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
+        inside = (value >= self.low) & (value < self.high)
+        log_density = -(self.high - self.low).log()
+        return torch.where(inside, log_density, torch.full_like(log_density, -math.inf))
+
+
+class Independent(Distribution):
+    r"""Reinterpret the rightmost batch dims of a distribution as event dims.
+
+    ``Independent(Normal(loc=torch.zeros(3)), 1)`` is a 3-D standard normal with event shape
+    ``[3]``: its ``log_prob`` sums the three univariate log-densities.
+
+    Args:
+        distribution: the base distribution.
+        reinterpreted_batch_ndims: how many batch dims become event dims (default: all).
+
+    Example:
+        >>> import torch, nfkit.distributions as nfd
+        >>> nfd.Independent(nfd.Normal(loc=torch.zeros(4, 3)), 1)
+        <nfkit.Independent batch_shape=[4] event_shape=[3] dtype=float32>
+
+    """
+
+    def __init__(
+        self, distribution: Distribution, reinterpreted_batch_ndims: int | None = None
+    ) -> None:
+        super().__init__()
+        self.distribution = distribution
+        base_batch = distribution.batch_shape
+        n = len(base_batch) if reinterpreted_batch_ndims is None else reinterpreted_batch_ndims
+        if not 0 <= n <= len(base_batch):
+            raise ValueError(
+                f"reinterpreted_batch_ndims={n} but the distribution has batch shape "
+                f"{list(base_batch)}"
+            )
+        self.reinterpreted_batch_ndims = n
+        split = len(base_batch) - n
+        self._batch_shape = base_batch[:split]
+        self._event_shape = base_batch[split:] + distribution.event_shape
+
+    def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
+        sample_shape = shape[: len(shape) - len(self.batch_shape)]
+        return self.distribution.rsample(sample_shape, context=context)
+
+    def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
+        log_prob = self.distribution._log_prob(value, context)
+        n = self.reinterpreted_batch_ndims
+        return log_prob.sum(dim=tuple(range(-n, 0))) if n else log_prob

@@ -1,0 +1,179 @@
+"""The shared property tests every bijector must pass (DESIGN.md, STYLE.md point 6).
+
+A new bijector is one line in ``BIJECTORS``: round trip, log-det against the autograd Jacobian
+(float64, randomized parameters), forward log-det == -inverse log-det, fused == separate methods,
+batched call == loop of single calls, and finite gradients.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import nfkit.bijectors as nfb
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Every property is checked in float64."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _tril(d: int) -> torch.Tensor:
+    m = torch.randn(d, d).tril(-1) * 0.5
+    return m + torch.diag(torch.rand(d) + 0.5) * torch.tensor([1.0, -1.0, 1.0][:d])
+
+
+@dataclass
+class Case:
+    make: Callable[[], nfb.Bijector]
+    size: int = 3
+    domain: str = "real"  # where forward's input lives
+    context: int = 0  # width of a conditioning input, 0 for none
+
+
+def _made(**kw):
+    return nfb.AutoregressiveNetwork(2, hidden_units=[16, 16], activation="tanh", **kw)
+
+
+BIJECTORS: dict[str, Case] = {
+    "Identity": Case(nfb.Identity),
+    "Exp": Case(nfb.Exp),
+    "Sigmoid": Case(nfb.Sigmoid),
+    "Tanh": Case(nfb.Tanh),
+    "Softplus": Case(nfb.Softplus),
+    "Invert(Exp)": Case(lambda: nfb.Invert(nfb.Exp()), domain="positive"),
+    "Invert(Sigmoid)": Case(lambda: nfb.Invert(nfb.Sigmoid()), domain="unit"),
+    "Invert(Tanh)": Case(lambda: nfb.Invert(nfb.Tanh()), domain="symmetric-unit"),
+    "Invert(Softplus)": Case(lambda: nfb.Invert(nfb.Softplus()), domain="positive"),
+    "Shift": Case(lambda: nfb.Shift(torch.randn(3))),
+    "Scale": Case(lambda: nfb.Scale(torch.randn(3))),
+    "Scale(log_scale)": Case(lambda: nfb.Scale(log_scale=torch.randn(3))),
+    "ScaleMatvecDiag": Case(lambda: nfb.ScaleMatvecDiag(torch.randn(3))),
+    "ScaleMatvecTriL": Case(lambda: nfb.ScaleMatvecTriL(_tril(3))),
+    "Permute": Case(lambda: nfb.Permute([2, 0, 1])),
+    "Reverse": Case(nfb.Reverse),
+    "Shift(Scale)": Case(lambda: nfb.Shift(torch.randn(3))(nfb.Scale(torch.randn(3)))),
+    "Chain(vector, elementwise)": Case(
+        lambda: nfb.Chain([nfb.ScaleMatvecTriL(_tril(3)), nfb.Tanh(), nfb.Shift(1.0)])
+    ),
+    "MAF": Case(lambda: nfb.MaskedAutoregressiveFlow(_made())),
+    "MAF(right-to-left)": Case(
+        lambda: nfb.MaskedAutoregressiveFlow(_made(input_order="right-to-left")), size=4
+    ),
+    "MAF(random order, bounded)": Case(
+        lambda: nfb.MaskedAutoregressiveFlow(_made(input_order="random"), log_scale_bound=2.0)
+    ),
+    "MAF(context)": Case(lambda: nfb.MaskedAutoregressiveFlow(_made()), context=2),
+    "IAF": Case(lambda: nfb.InverseAutoregressiveFlow(_made())),
+    "RealNVP(1)": Case(lambda: nfb.RealNVP(1, hidden_units=[16])),
+    "RealNVP(fraction)": Case(lambda: nfb.RealNVP(fraction_masked=0.5, hidden_units=[16]), size=4),
+    "RealNVP(context)": Case(lambda: nfb.RealNVP(2, hidden_units=[16]), size=4, context=3),
+    "Chain(MAF, Permute, RealNVP)": Case(
+        lambda: nfb.Chain(
+            [nfb.MaskedAutoregressiveFlow(_made()), nfb.Reverse(), nfb.RealNVP(1, hidden_units=[8])]
+        )
+    ),
+}
+
+
+def _inputs(case: Case, shape: tuple[int, ...]) -> torch.Tensor:
+    u = torch.rand(*shape, case.size) * 0.9 + 0.05
+    return {
+        "real": torch.randn(*shape, case.size),
+        "positive": u * 3.0,
+        "unit": u,
+        "symmetric-unit": 2.0 * u - 1.0,
+    }[case.domain]
+
+
+def _build(name: str, batch: tuple[int, ...] = (7,)):
+    """The bijector with randomized parameters, inputs of shape (*batch, D) and a context."""
+    torch.manual_seed(sum(map(ord, name)))
+    case = BIJECTORS[name]
+    bijector = case.make()
+    z = _inputs(case, batch)
+    context = torch.randn(*batch, case.context) if case.context else None
+    bijector.forward(z, context=context)  # builds lazy networks
+    with torch.no_grad():
+        for p in bijector.parameters():
+            p.copy_(torch.randn_like(p) * 0.4)
+    return bijector, z, context
+
+
+NAMES = sorted(BIJECTORS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip(name):
+    b, z, c = _build(name)
+    x = b.forward(z, context=c)
+    assert x.shape == z.shape
+    torch.testing.assert_close(b.inverse(x, context=c), z, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_log_det_matches_autograd_jacobian(name):
+    b, z, c = _build(name, batch=(4,))
+    log_det = b.forward_log_det_jacobian(z, context=c, event_ndims=1)
+    for i in range(z.shape[0]):
+        ci = None if c is None else c[i]
+        jac = torch.autograd.functional.jacobian(lambda v: b.forward(v, context=ci), z[i])  # noqa: B023
+        expected = torch.linalg.slogdet(jac).logabsdet
+        torch.testing.assert_close(log_det[i], expected, atol=1e-7, rtol=1e-7)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inverse_log_det_is_minus_forward(name):
+    b, z, c = _build(name)
+    x, fldj = b.forward_and_log_det(z, context=c, event_ndims=1)
+    torch.testing.assert_close(b.inverse_log_det_jacobian(x, context=c, event_ndims=1), -fldj)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fused_equals_separate(name):
+    b, z, c = _build(name)
+    x, fldj = b.forward_and_log_det(z, context=c, event_ndims=1)
+    torch.testing.assert_close(b.forward(z, context=c), x)
+    torch.testing.assert_close(b.forward_log_det_jacobian(z, context=c, event_ndims=1), fldj)
+    back, ildj = b.inverse_and_log_det(x, context=c, event_ndims=1)
+    torch.testing.assert_close(b.inverse(x, context=c), back)
+    torch.testing.assert_close(b.inverse_log_det_jacobian(x, context=c, event_ndims=1), ildj)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_dims_broadcast_like_a_loop(name):
+    b, z, c = _build(name, batch=(2, 3))
+    x, log_det = b.forward_and_log_det(z, context=c, event_ndims=1)
+    assert x.shape == (2, 3, z.shape[-1])
+    assert log_det.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            cij = None if c is None else c[i, j]
+            xi, ldi = b.forward_and_log_det(z[i, j], context=cij, event_ndims=1)
+            torch.testing.assert_close(xi, x[i, j])
+            torch.testing.assert_close(ldi, log_det[i, j])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_event_ndims_sums_extra_dims(name):
+    b, z, c = _build(name, batch=(2, 3))
+    per_row = b.forward_log_det_jacobian(z, context=c, event_ndims=1)
+    summed = b.forward_log_det_jacobian(z, event_ndims=2, context=c)
+    torch.testing.assert_close(summed, per_row.sum(-1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_are_finite_and_reach_parameters(name):
+    b, z, c = _build(name)
+    z = z.clone().requires_grad_(True)
+    x, log_det = b.forward_and_log_det(z, context=c, event_ndims=1)
+    back, ildj = b.inverse_and_log_det(x.detach(), context=c, event_ndims=1)
+    (x.square().sum() + log_det.sum() + back.sum() + ildj.sum()).backward()
+    assert torch.isfinite(z.grad).all()
+    for p in b.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all()
