@@ -228,8 +228,9 @@ class AutoregressiveNetwork(nn.Module):
         self.event_size = event_size
         self.context_features = context_features
         n_context = context_features or 0
-        in_deg = torch.cat([torch.zeros(n_context, dtype=torch.long), self._degrees(event_size)])
-        self.register_buffer("input_degrees", in_deg[n_context:].clone())
+        degrees = _input_degrees(self.input_order, event_size)
+        self.register_buffer("input_degrees", degrees)
+        in_deg = torch.cat([torch.zeros(n_context, dtype=torch.long), degrees])
         layers: list[nn.Module] = []
         prev = in_deg
         # Degree-0 hidden units see only the context, so that the first output can depend on it.
@@ -242,13 +243,10 @@ class AutoregressiveNetwork(nn.Module):
                 activation_module(self.activation),
             ]
             prev = deg
-        out_deg = in_deg[n_context:].repeat(self.params)
+        out_deg = degrees.repeat(self.params)
         out_mask = (out_deg[:, None] > prev[None, :]).long()
         layers.append(MaskedLinear(out_mask, zero=self.zero_last, device=device, dtype=dtype))
         self.net = nn.Sequential(*layers)
-
-    def _degrees(self, size: int) -> Tensor:
-        return _input_degrees(self.input_order, size)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Return the ``(*, D, params)`` autoregressive parameters of ``x``."""

@@ -260,7 +260,7 @@ def fit(
     # Neural bijectors create their layers on first use: run one batch before the optimizer.
     distribution.train()
     with torch.no_grad():
-        distribution._log_prob(first_x.to(device), first_c)
+        distribution._log_prob(first_x, first_c)
     params = [p for p in distribution.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the distribution has no trainable parameters")
