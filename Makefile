@@ -35,8 +35,14 @@ format: $(STAMP)
 figures: $(STAMP)
 	$(PY) examples/chapter7_moons.py --out docs/chapter7 --seed 0
 
-bench: $(STAMP)
-	$(PY) benchmarks/chapter_protocol.py
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]" "$(TORCH)"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	cd benchmarks && ../$(PY) chapter_protocol.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

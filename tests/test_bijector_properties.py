@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+import nfkit
 import nfkit.bijectors as nfb
+import nfkit.distributions as nfd
 
 
 @pytest.fixture(autouse=True)
@@ -66,10 +68,17 @@ BIJECTORS: dict[str, Case] = {
         lambda: nfb.MaskedAutoregressiveFlow(_made(input_order="right-to-left")), size=4
     ),
     "MAF(random order, bounded)": Case(
-        lambda: nfb.MaskedAutoregressiveFlow(_made(input_order="random"), log_scale_bound=2.0)
+        lambda: nfb.MaskedAutoregressiveFlow(
+            _made(input_order="random"), scale="exp", log_scale_bound=2.0
+        )
+    ),
+    "MAF(exp)": Case(lambda: nfb.MaskedAutoregressiveFlow(_made(), scale="exp")),
+    "MAF(shift only)": Case(
+        lambda: nfb.MaskedAutoregressiveFlow(nfb.AutoregressiveNetwork(1, hidden_units=[16]))
     ),
     "MAF(context)": Case(lambda: nfb.MaskedAutoregressiveFlow(_made()), context=2),
     "IAF": Case(lambda: nfb.InverseAutoregressiveFlow(_made())),
+    "IAF(exp)": Case(lambda: nfb.InverseAutoregressiveFlow(_made(), scale="exp")),
     "RealNVP(1)": Case(lambda: nfb.RealNVP(1, hidden_units=[16])),
     "RealNVP(fraction)": Case(lambda: nfb.RealNVP(fraction_masked=0.5, hidden_units=[16]), size=4),
     "RealNVP(context)": Case(lambda: nfb.RealNVP(2, hidden_units=[16]), size=4, context=3),
@@ -177,3 +186,17 @@ def test_gradients_are_finite_and_reach_parameters(name):
     assert torch.isfinite(z.grad).all()
     for p in b.parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_round_trip(name, tmp_path):
+    b, z, c = _build(name)
+    flow = nfd.TransformedDistribution(nfd.MultivariateNormalDiag(loc=[0.0] * z.shape[-1]), b)
+    with torch.no_grad():
+        x = b.forward(z, context=c)
+    path = nfkit.save(flow, tmp_path / f"{name}.safetensors")
+    loaded = nfkit.load(path)
+    assert loaded.dtype == torch.float64
+    torch.testing.assert_close(
+        loaded.log_prob(x, context=c), flow.log_prob(x, context=c), atol=1e-12, rtol=1e-12
+    )

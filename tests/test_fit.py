@@ -156,3 +156,56 @@ def test_progress_is_silent_when_not_a_terminal(capsys):
     assert out.err == "" and out.out == ""
     nfkit.fit(td, np.random.default_rng(0).normal(size=(64, 2)), epochs=2, verbose=2)
     assert capsys.readouterr().out.count("epoch ") == 2
+
+
+def test_clip_grad_norm_bounds_each_sgd_step():
+    # One SGD step moves the parameters by lr * |g|; clipping caps |g| at the given norm.
+    torch.manual_seed(0)
+    shift = torch.nn.Parameter(torch.zeros(2))
+    td = nfb.Shift(shift)(nfd.MultivariateNormalDiag(loc=[0.0] * 2))
+    x = torch.full((64, 2), 100.0)
+    nfkit.fit(
+        td, x, epochs=1, batch_size=64, lr=1.0, optimizer="sgd", clip_grad_norm=0.5, verbose=0
+    )
+    assert float(shift.detach().norm()) == pytest.approx(0.5, rel=1e-5)
+    shift.data.zero_()
+    nfkit.fit(td, x, epochs=1, batch_size=64, lr=1.0, optimizer="sgd", verbose=0)
+    assert float(shift.detach().norm()) == pytest.approx(100.0 * 2**0.5, rel=1e-5)
+
+
+def test_unknown_optimizer_is_named():
+    td = nfb.Shift(torch.nn.Parameter(torch.zeros(2)))(nfd.MultivariateNormalDiag(loc=[0.0] * 2))
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        nfkit.fit(td, torch.zeros(8, 2), optimizer="lbfgs", verbose=0)
+
+
+def test_interrupted_training_resumes_to_the_same_result(tmp_path):
+    x, _ = make_moons(600, noise=0.05, random_state=0)
+    kw = dict(epochs=5, batch_size=64, lr=5e-3, lr_schedule="cosine", validation_split=0.2, seed=3)
+
+    def run(checkpoint, **extra):
+        flow = chapter_flow(hidden=(16,))
+        history = nfkit.fit(flow, x, verbose=0, checkpoint=checkpoint, **kw, **extra)
+        return flow, history
+
+    whole, whole_history = run(tmp_path / "whole.ckpt")
+
+    def interrupt(epoch, logs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut.ckpt", callbacks=[interrupt])
+    resumed, resumed_history = run(tmp_path / "cut.ckpt", resume=True)
+    assert resumed_history.history == whole_history.history
+    assert resumed_history.best_epoch == whole_history.best_epoch
+    for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_checkpoint_needs_a_seed(tmp_path):
+    td = nfb.Shift(torch.nn.Parameter(torch.zeros(2)))(nfd.MultivariateNormalDiag(loc=[0.0] * 2))
+    with pytest.raises(ValueError, match="needs seed="):
+        nfkit.fit(td, torch.zeros(8, 2), checkpoint=tmp_path / "c", verbose=0)
+    with pytest.raises(ValueError, match="resume=True needs checkpoint="):
+        nfkit.fit(td, torch.zeros(8, 2), resume=True, seed=0, verbose=0)

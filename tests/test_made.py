@@ -1,5 +1,7 @@
 """MADE: the autoregressive property, lazy building and conditioning."""
 
+import math
+
 import pytest
 import torch
 
@@ -66,3 +68,30 @@ def test_maf_samples_in_d_passes_and_iaf_is_its_inverse():
     assert len(calls) == 1  # one pass for the density
     iaf = nfb.Invert(maf)
     torch.testing.assert_close(iaf.forward(x), maf.inverse(x))
+
+
+def test_maf_scale_parametrizations_match_their_formulas():
+    torch.manual_seed(0)
+    x = torch.randn(5, 3)
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+
+    def fn(_):
+        return a, b
+
+    z, ildj = nfb.MaskedAutoregressiveFlow(fn, scale="exp").inverse_and_log_det(x)
+    torch.testing.assert_close(z, (x - a) * torch.exp(-b))
+    torch.testing.assert_close(ildj, -b.sum(-1))
+    s = torch.nn.functional.softplus(b) + 1e-3
+    z, ildj = nfb.MaskedAutoregressiveFlow(fn).inverse_and_log_det(x)
+    torch.testing.assert_close(z, s * x + a)
+    torch.testing.assert_close(ildj, s.log().sum(-1))
+    # A zero network output: the identity for exp, a scale of log 2 + 1e-3 for softplus.
+    zero = torch.zeros(5, 3)
+    maf = nfb.MaskedAutoregressiveFlow(lambda _: (zero, zero), scale="exp")
+    torch.testing.assert_close(maf.inverse(x), x)
+    maf = nfb.MaskedAutoregressiveFlow(lambda _: (zero, zero))
+    torch.testing.assert_close(maf.inverse(x), x * (math.log(2) + 1e-3))
+    with pytest.raises(ValueError, match="scale must be"):
+        nfb.MaskedAutoregressiveFlow(fn, scale="sigmoid")
+    with pytest.raises(ValueError, match="log_scale_bound applies"):
+        nfb.MaskedAutoregressiveFlow(fn, log_scale_bound=3.0)

@@ -4,11 +4,60 @@
 >>> td = nfd.TransformedDistribution(nfd.MultivariateNormalDiag(loc=[0.0] * 2), nfb.Reverse())
 >>> td.log_prob(td.sample(3)).shape
 torch.Size([3])
+
+The top-level names load on first use (PEP 562), so that ``import nfkit`` and the command's
+``--help`` do not wait for torch.
 """
 
-from nfkit import bijectors, distributions
-from nfkit.train import History, NonFiniteLossError, fit
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["History", "NonFiniteLossError", "__version__", "bijectors", "distributions", "fit"]
+_WHERE = {
+    "bijectors": "nfkit.bijectors",
+    "distributions": "nfkit.distributions",
+    "flows": "nfkit.flows",
+    "History": "nfkit.train",
+    "NonFiniteLossError": "nfkit.train",
+    "fit": "nfkit.train",
+    "ModelFileError": "nfkit.io",
+    "load": "nfkit.io",
+    "save": "nfkit.io",
+    "register": "nfkit._config",
+}
+
+__all__ = [
+    "History",
+    "ModelFileError",
+    "NonFiniteLossError",
+    "__version__",
+    "bijectors",
+    "distributions",
+    "fit",
+    "flows",
+    "load",
+    "register",
+    "save",
+]
+
+if TYPE_CHECKING:
+    from nfkit import bijectors, distributions, flows
+    from nfkit._config import register
+    from nfkit.io import ModelFileError, load, save
+    from nfkit.train import History, NonFiniteLossError, fit
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nfkit' has no attribute {name!r}")
+    module = importlib.import_module(_WHERE[name])
+    value = module if _WHERE[name] == f"nfkit.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from nfkit._config import Configurable
 
 __all__ = ["MLP", "AutoregressiveNetwork", "MaskedLinear", "activation_module"]
 
@@ -52,7 +55,7 @@ def activation_module(activation: Activation) -> nn.Module:
     raise TypeError(f"activation must be a name, a module or a function, got {activation!r}")
 
 
-class MLP(nn.Sequential):
+class MLP(Configurable, nn.Sequential):
     r"""A fully connected network ``in -> hidden_units... -> out`` with one activation.
 
     Args:
@@ -140,7 +143,7 @@ def _input_degrees(order: str | Sequence[int], size: int) -> Tensor:
     return degrees
 
 
-class AutoregressiveNetwork(nn.Module):
+class AutoregressiveNetwork(Configurable, nn.Module):
     r"""MADE: a masked MLP whose output for dim :math:`i` depends only on inputs before :math:`i`.
 
     Each input dim gets a degree :math:`m(i)` from ``input_order``; hidden units get degrees in
@@ -271,6 +274,12 @@ class AutoregressiveNetwork(nn.Module):
             )
         out = self.net(x)
         return out.unflatten(-1, (self.params, self.event_size)).transpose(-1, -2)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.built:
+            config.update(event_shape=self.event_size, context_features=self.context_features)
+        return config
 
     def extra_repr(self) -> str:
         return (

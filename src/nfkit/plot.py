@@ -1,4 +1,4 @@
-r"""Pictures of 2-D flows in the chapter's style: density on a grid, samples, loss curves.
+r"""Pictures in the chapter's style: density on a grid, samples, loss curves, corner plots, images.
 
 Every function draws into ``ax`` (a new figure when ``None``), returns the ``Axes``, and writes a
 PNG when ``path`` is given. Nothing here changes matplotlib's global state; :func:`chapter_style`
@@ -17,10 +17,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from nfkit.distributions.base import Distribution
 
-__all__ = ["chapter_style", "density", "density_grid", "loss", "samples"]
+__all__ = ["chapter_style", "corner", "density", "density_grid", "images", "loss", "samples"]
 
 Limits = tuple[float, float]
 
@@ -179,3 +180,72 @@ def loss(
     ax.set_ylabel("negative log-likelihood (nats)")
     ax.legend()
     return _save(ax, path, dpi)
+
+
+def _numpy(points: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(points, torch.Tensor):
+        return points.detach().cpu().numpy()
+    return np.asarray(points)
+
+
+def corner(
+    data: torch.Tensor | np.ndarray,
+    samples: torch.Tensor | np.ndarray | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    max_columns: int = 6,
+    max_points: int = 2000,
+    path: str | os.PathLike[str] | None = None,
+    dpi: int = 120,
+) -> Figure:
+    """Pairwise marginals of data (and model samples, overlaid) for more than two dimensions.
+
+    The diagonal shows each column's histogram, the lower triangle pairwise scatter plots; only
+    the first ``max_columns`` columns and ``max_points`` rows are drawn.
+    """
+    sets = [("data", _numpy(data))] + ([] if samples is None else [("samples", _numpy(samples))])
+    d = min(sets[0][1].shape[1], max_columns)
+    names = list(columns or [f"x{i}" for i in range(d)])[:d]
+    fig, axes = plt.subplots(d, d, figsize=(1.8 * d + 1, 1.8 * d + 1), squeeze=False)
+    for i in range(d):
+        for j in range(d):
+            ax = axes[i, j]
+            if j > i:
+                ax.set_visible(False)
+                continue
+            for (label, values), color in zip(sets, CHAPTER_COLORS, strict=False):
+                shown = values[:max_points]
+                if i == j:
+                    ax.hist(shown[:, i], bins=30, density=True, alpha=0.5, color=color, label=label)
+                else:
+                    ax.plot(shown[:, j], shown[:, i], ".", ms=1.5, alpha=0.4, color=color)
+            if i == d - 1:
+                ax.set_xlabel(names[j])
+            if j == 0 and i > 0:
+                ax.set_ylabel(names[i])
+    axes[0, 0].legend(fontsize="small")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return fig
+
+
+def images(
+    values: torch.Tensor | np.ndarray,
+    image_shape: Sequence[int],
+    *,
+    rows: int = 4,
+    cols: int = 8,
+    path: str | os.PathLike[str] | None = None,
+    dpi: int = 120,
+) -> Figure:
+    """A grid of grey-scale images from rows of flattened pixels (e.g. samples of digits)."""
+    array = _numpy(values)[: rows * cols].reshape(-1, *image_shape)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols, rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(array):
+            ax.imshow(array[k], cmap="gray_r", interpolation="nearest")
+    if path is not None:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return fig

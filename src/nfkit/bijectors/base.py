@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nfkit._config import Configurable
+
 __all__ = ["Bijector", "Chain", "Context", "Invert", "NotInvertibleError", "Pair"]
 
 Context = torch.Tensor | None
@@ -33,7 +35,7 @@ def _reduce_log_det(
     return log_det
 
 
-class Bijector(nn.Module):
+class Bijector(Configurable, nn.Module):
     r"""An invertible map :math:`x = f(z)` with a tractable log-determinant of its Jacobian.
 
     Direction, as in TensorFlow Probability and distrax: ``forward`` maps the base space to the

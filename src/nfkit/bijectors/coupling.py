@@ -3,10 +3,12 @@ r"""Affine coupling layers: RealNVP (Dinh et al. 2016)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from nfkit._config import Configurable
 from nfkit.bijectors.autoregressive import split_shift_and_log_scale
 from nfkit.bijectors.base import Bijector, Context, Pair
 from nfkit.nets import MLP, Activation
@@ -14,7 +16,7 @@ from nfkit.nets import MLP, Activation
 __all__ = ["CouplingNetwork", "RealNVP"]
 
 
-class CouplingNetwork(nn.Module):
+class CouplingNetwork(Configurable, nn.Module):
     r"""The default RealNVP conditioner: an MLP from the kept dims (and context) to shift and
     log-scale of the transformed dims, built on first use. Its last layer starts at zero, so the
     coupling layer starts as the identity.
@@ -22,16 +24,41 @@ class CouplingNetwork(nn.Module):
     Args:
         hidden_units: widths of the hidden layers.
         activation: activation after each hidden layer.
+        in_features: width of the kept half (plus context); with ``output_units``, builds the
+            layers now instead of on first use.
+        output_units: width of the transformed half.
 
     """
 
     def __init__(
-        self, hidden_units: Sequence[int] = (64, 64), activation: Activation = "relu"
+        self,
+        hidden_units: Sequence[int] = (64, 64),
+        activation: Activation = "relu",
+        *,
+        in_features: int | None = None,
+        output_units: int | None = None,
     ) -> None:
         super().__init__()
         self.hidden_units = list(hidden_units)
         self.activation = activation
         self.mlp: MLP | None = None
+        if in_features is not None and output_units is not None:
+            self._build(in_features, output_units)
+
+    def _build(
+        self,
+        in_features: int,
+        output_units: int,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.mlp = MLP(
+            in_features,
+            2 * output_units,
+            self.hidden_units,
+            activation=self.activation,
+            zero_last=True,
+        ).to(device=device, dtype=dtype)
 
     def forward(
         self, x0: Tensor, output_units: int, context: Tensor | None = None
@@ -41,15 +68,18 @@ class CouplingNetwork(nn.Module):
             batch = torch.broadcast_shapes(x0.shape[:-1], context.shape[:-1])
             x0 = torch.cat([x0.expand(*batch, -1), context.expand(*batch, -1)], dim=-1)
         if self.mlp is None:
-            self.mlp = MLP(
-                x0.shape[-1],
-                2 * output_units,
-                self.hidden_units,
-                activation=self.activation,
-                zero_last=True,
-            ).to(device=x0.device, dtype=x0.dtype)
+            self._build(x0.shape[-1], output_units, x0.device, x0.dtype)
+        assert self.mlp is not None
         shift, log_scale = self.mlp(x0).chunk(2, dim=-1)
         return shift, log_scale
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.mlp is not None:
+            config.update(
+                in_features=self.mlp[0].in_features, output_units=self.mlp[-1].out_features // 2
+            )
+        return config
 
 
 class RealNVP(Bijector):
@@ -138,6 +168,10 @@ class RealNVP(Bijector):
         shift, log_scale = self._params(x0, x1.shape[-1], context)
         z1 = (x1 - shift) * torch.exp(-log_scale)
         return torch.cat([x0.expand(*z1.shape[:-1], -1), z1], -1), -log_scale.sum(-1)
+
+    def get_config(self) -> dict[str, Any]:
+        # The conditioner as built (with its layer sizes), whether given or made from hidden_units.
+        return {**super().get_config(), "shift_and_log_scale_fn": self.shift_and_log_scale_fn}
 
     def extra_repr(self) -> str:
         if self.num_masked is not None:

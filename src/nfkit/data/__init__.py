@@ -1,6 +1,18 @@
-"""Data: checked conversion of user arrays, and toy data sets with their exact densities."""
+"""Data: checked conversion of user arrays, files and data sets, standardization, and toy data
+sets with their exact densities.
+"""
 
+from nfkit.data.files import DATASETS, Table, read_table
 from nfkit.data.moons import moons_entropy, moons_log_prob
+from nfkit.data.standardize import Standardization
 from nfkit.data.validate import as_data_tensor
 
-__all__ = ["as_data_tensor", "moons_entropy", "moons_log_prob"]
+__all__ = [
+    "DATASETS",
+    "Standardization",
+    "Table",
+    "as_data_tensor",
+    "moons_entropy",
+    "moons_log_prob",
+    "read_table",
+]

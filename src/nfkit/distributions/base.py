@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nfkit._config import Configurable
 from nfkit._tensors import as_size
 
 __all__ = ["Distribution", "SampleShape"]
@@ -19,7 +20,7 @@ def _shape_str(shape: torch.Size) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
 
-class Distribution(nn.Module):
+class Distribution(Configurable, nn.Module):
     r"""A probability distribution as an ``nn.Module``.
 
     Shapes follow TensorFlow Probability (chapter 7.6.2): a sample has shape

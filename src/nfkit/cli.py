@@ -1,0 +1,181 @@
+r"""The ``nfkit`` command: train a flow on a table, then sample, score, describe and plot it.
+
+Every command has ``--help``; ``nfkit --install-completion`` sets up shell completion. Problems
+with the user's input end with one line ``error: ...`` on stderr and exit status 2. This module
+only parses arguments; :mod:`nfkit.runs` does the work, and is imported inside each command so
+that ``--help`` and completion answer without loading torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="nfkit: learn a probability density from a table of numbers, then sample from it, "
+    "evaluate it and plot it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+class Flow(str, enum.Enum):
+    """Flow families the command knows (nsf, glow and cnf are planned)."""
+
+    maf = "maf"
+    iaf = "iaf"
+    realnvp = "realnvp"
+    nsf = "nsf"
+    glow = "glow"
+    cnf = "cnf"
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    # ValueError covers nfkit's own (UserError, ModelFileError) and bad data.
+    try:
+        yield
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--hidden expects comma-separated integers, got {text!r}") from None
+
+
+@app.command()
+def train(
+    data: Annotated[
+        str | None,
+        typer.Argument(
+            help="CSV/TSV/TXT, NPY/NPZ or Parquet file, or a built-in data set "
+            "(moons, circles, digits, iris)."
+        ),
+    ] = None,
+    flow: Annotated[Flow, typer.Option(help="Flow family.")] = Flow.maf,
+    layers: Annotated[int, typer.Option(help="Flow layers.")] = 5,
+    hidden: Annotated[str, typer.Option(help="Hidden widths, comma-separated.")] = "128,128",
+    epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Rows per step.")] = 256,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    lr_schedule: Annotated[str, typer.Option(help="'cosine' or 'constant'.")] = "cosine",
+    validation_split: Annotated[float, typer.Option(help="Held-out fraction.")] = 0.1,
+    patience: Annotated[
+        int | None, typer.Option(help="Stop after this many epochs without improvement.")
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="Columns to model (names or 0-based indices).")
+    ] = None,
+    standardize: Annotated[
+        bool, typer.Option(help="Standardize columns (kept inside the model).")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Random seed (initialisation, split, order).")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create.")] = Path("run"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing run folder.")] = False,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the interrupted run in this folder.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
+) -> None:
+    """Train a flow on DATA and write the model, metrics, pictures and report into a run folder."""
+    with _user_errors():
+        from nfkit import runs
+
+        if resume is not None:
+            runs.resume_run(resume, quiet=quiet)
+            return
+        if data is None:
+            raise ValueError("give DATA (a file or a data-set name), or --resume RUN")
+        args = {
+            "data": data,
+            "flow": flow.value,
+            "layers": layers,
+            "hidden": _ints(hidden),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "lr_schedule": None if lr_schedule == "constant" else lr_schedule,
+            "validation_split": validation_split,
+            "patience": patience,
+            "columns": [c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+            "standardize": standardize,
+            "seed": seed,
+        }
+        runs.start_run(args, out, force=force, quiet=quiet)
+
+
+ModelArg = Annotated[Path, typer.Argument(help="A model file, or a run folder holding one.")]
+Output = Annotated[
+    Path | None, typer.Option("--output", "-o", help=".csv or .npy (default: CSV on stdout).")
+]
+
+
+@app.command()
+def sample(
+    model: ModelArg,
+    n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1000,
+    output: Output = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+) -> None:
+    """Draw N samples from MODEL, in the data's units and column names."""
+    with _user_errors():
+        from nfkit import runs
+
+        runs.sample_model(model, n, output, seed)
+
+
+@app.command("log-prob")
+def log_prob(
+    model: ModelArg,
+    data: Annotated[str, typer.Argument(help="Rows to evaluate (same columns as training).")],
+    output: Output = None,
+) -> None:
+    """Write log p(x) (natural log, data units) for every row of DATA."""
+    with _user_errors():
+        from nfkit import runs
+
+        runs.score_file(model, data, output)
+
+
+@app.command()
+def info(model: ModelArg) -> None:
+    """Describe MODEL: architecture, parameters, data and training metrics."""
+    with _user_errors():
+        from nfkit import runs
+
+        typer.echo(runs.describe(model))
+
+
+@app.command("plot")
+def plot_model(
+    model: ModelArg,
+    data: Annotated[
+        str | None, typer.Option(help="Data to draw next to samples (default: training data).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNGs.")] = Path("."),
+    seed: Annotated[int, typer.Option(help="Random seed for the samples.")] = 0,
+) -> None:
+    """Draw MODEL's pictures (density and samples, corner plot or image grids) into a folder."""
+    with _user_errors():
+        from nfkit import runs
+
+        written = runs.plot_model(model, data, out, seed)
+        typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def main() -> None:
+    """Entry point of the ``nfkit`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+r"""One-line flows with sensible defaults: ``maf``, ``iaf``, ``realnvp``.
+
+Each returns a :class:`~nfkit.distributions.TransformedDistribution` of a standard normal base:
+``layers`` flow layers with a reversal of the coordinates between them, so that every
+coordinate is transformed conditioned on every other one somewhere in the stack.
+
+Example:
+    >>> import torch, nfkit
+    >>> flow = nfkit.flows.maf(3, layers=2, hidden=[16])
+    >>> flow.log_prob(torch.zeros(4, 3)).shape
+    torch.Size([4])
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from nfkit.bijectors import (
+    AutoregressiveNetwork,
+    Bijector,
+    Chain,
+    InverseAutoregressiveFlow,
+    MaskedAutoregressiveFlow,
+    RealNVP,
+    Reverse,
+)
+from nfkit.distributions import MultivariateNormalDiag, TransformedDistribution
+from nfkit.nets import Activation
+
+__all__ = ["FLOWS", "iaf", "maf", "realnvp"]
+
+
+def _stack(features: int, layers: int, make: Callable[[], Bijector]) -> TransformedDistribution:
+    if features < 1 or layers < 1:
+        raise ValueError(f"features and layers must be positive, got {features} and {layers}")
+    bijectors: list[Bijector] = []
+    for i in range(layers):
+        if i:
+            bijectors.append(Reverse())
+        bijectors.append(make())
+    return TransformedDistribution(MultivariateNormalDiag(loc=[0.0] * features), Chain(bijectors))
+
+
+def _autoregressive(
+    kind: type[MaskedAutoregressiveFlow] | type[InverseAutoregressiveFlow],
+    features: int,
+    layers: int,
+    hidden: Sequence[int],
+    activation: Activation,
+    context: int | None,
+) -> TransformedDistribution:
+    def make() -> Bijector:
+        net = AutoregressiveNetwork(2, features, hidden, activation, context_features=context)
+        return kind(net)
+
+    return _stack(features, layers, make)
+
+
+def maf(
+    features: int,
+    *,
+    layers: int = 5,
+    hidden: Sequence[int] = (128, 128),
+    activation: Activation = "relu",
+    context: int | None = None,
+) -> TransformedDistribution:
+    """Masked autoregressive flow (Papamakarios et al. 2017): fast density, D-pass sampling.
+
+    Args:
+        features: data dimension D.
+        layers: MAF layers (reversals between them).
+        hidden: MADE hidden widths.
+        activation: hidden activation.
+        context: width of a conditioning input (conditional density), or ``None``.
+
+    """
+    return _autoregressive(MaskedAutoregressiveFlow, features, layers, hidden, activation, context)
+
+
+def iaf(
+    features: int,
+    *,
+    layers: int = 5,
+    hidden: Sequence[int] = (128, 128),
+    activation: Activation = "relu",
+    context: int | None = None,
+) -> TransformedDistribution:
+    """Inverse autoregressive flow (Kingma et al. 2016): one-pass sampling, D-pass density.
+
+    Arguments as :func:`maf`.
+    """
+    return _autoregressive(InverseAutoregressiveFlow, features, layers, hidden, activation, context)
+
+
+def realnvp(
+    features: int,
+    *,
+    layers: int = 5,
+    hidden: Sequence[int] = (128, 128),
+    activation: Activation = "relu",
+) -> TransformedDistribution:
+    """Affine coupling flow (Dinh et al. 2016): one pass in both directions; needs D >= 2.
+
+    Arguments as :func:`maf`; each layer transforms the second half given the first.
+    """
+    if features < 2:
+        raise ValueError("realnvp needs at least 2 features (it splits them in two halves)")
+
+    def make() -> Bijector:
+        return RealNVP(fraction_masked=0.5, hidden_units=hidden, activation=activation)
+
+    return _stack(features, layers, make)
+
+
+FLOWS: dict[str, Callable[..., TransformedDistribution]] = {
+    "maf": maf,
+    "iaf": iaf,
+    "realnvp": realnvp,
+}

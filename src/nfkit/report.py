@@ -1,0 +1,129 @@
+r"""Pictures that fit the data, and a self-contained ``report.html`` for a run folder.
+
+2-D data get the density on a grid and samples next to the data; more dimensions get a corner
+plot (pairwise marginals of data and samples); images get grids of samples and data. The report
+embeds its pictures as base64 PNGs, so it opens offline and travels as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from nfkit import plot
+from nfkit.distributions.base import Distribution
+
+__all__ = ["write_pictures", "write_report"]
+
+
+def _limits(values: np.ndarray, margin: float = 0.15) -> list[tuple[float, float]]:
+    low, high = values.min(axis=0), values.max(axis=0)
+    pad = (high - low) * margin
+    return [(float(a), float(b)) for a, b in zip(low - pad, high + pad, strict=True)]
+
+
+def write_pictures(
+    model: Distribution,
+    data: np.ndarray,
+    out: Path,
+    *,
+    columns: Sequence[str] | None = None,
+    image_shape: Sequence[int] | None = None,
+    history: dict[str, list[float]] | None = None,
+    n_samples: int = 2000,
+    seed: int = 0,
+) -> list[Path]:
+    """Draw the pictures that suit ``data``'s shape into ``out``; return the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    torch.manual_seed(seed)
+    samples = model.sample(n_samples).detach().cpu().numpy()
+    shown = data[:n_samples]
+    with plot.chapter_style():
+        if history:
+            plot.loss(history, figsize=(5, 3.5), path=out / "loss.png")
+            written.append(out / "loss.png")
+        if image_shape is not None:
+            plot.images(samples, image_shape, path=out / "samples.png")
+            plot.images(shown, image_shape, path=out / "data.png")
+            written += [out / "samples.png", out / "data.png"]
+        elif data.shape[1] == 2:
+            (xlim, ylim) = _limits(data)
+            plot.density(model, xlim=xlim, ylim=ylim, figsize=(4.5, 4), path=out / "density.png")
+            ax = plot.samples(shown, xlim=xlim, ylim=ylim, figsize=(4.5, 4), label="data")
+            plot.samples(samples, ax=ax, xlim=xlim, ylim=ylim, label="samples", alpha=0.5)
+            ax.legend(loc="upper right")
+            ax.figure.savefig(out / "samples.png", dpi=150, bbox_inches="tight")
+            written += [out / "density.png", out / "samples.png"]
+        else:
+            plot.corner(shown, samples, columns=columns, path=out / "corner.png")
+            written.append(out / "corner.png")
+    plt.close("all")
+    return written
+
+
+def _png(path: Path) -> str:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return (
+        f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{encoded}">'
+        f"<figcaption>{html.escape(path.name)}</figcaption></figure>"
+    )
+
+
+def write_report(
+    path: Path,
+    *,
+    title: str,
+    summary: dict[str, Any],
+    metrics: dict[str, Any],
+    pictures: Sequence[Path],
+    model_text: str,
+) -> Path:
+    """Write one offline HTML page: the summary table, metrics, pictures and the model."""
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in summary.items()
+    )
+    epochs = len(metrics.get("loss", []))
+    curve_rows = "".join(
+        "<tr>"
+        + f"<td>{e + 1}</td>"
+        + "".join(f"<td>{metrics[k][e]:.4f}</td>" for k in ("loss", "val_loss") if k in metrics)
+        + "</tr>"
+        for e in range(epochs)
+    )
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, list)}
+    curve_head = "".join(f"<th>{k}</th>" for k in ("loss", "val_loss") if k in metrics)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: .25rem .6rem; text-align: left; }}
+figure {{ display: inline-block; margin: .5rem; }} img {{ max-width: 28rem; }}
+pre {{ background: #f4f4f4; padding: 1rem; overflow: auto; }}
+details {{ margin: 1rem 0; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<table>{rows}</table>
+<h2>Pictures</h2>
+{"".join(_png(p) for p in pictures)}
+<h2>Negative log-likelihood per epoch (nats, data units)</h2>
+<details><summary>{epochs} epochs</summary>
+<table><tr><th>epoch</th>{curve_head}</tr>{curve_rows}</table></details>
+<h2>Model</h2>
+<pre>{html.escape(model_text)}</pre>
+<h2>metrics.json</h2>
+<pre>{html.escape(json.dumps(scalars, indent=2))}</pre>
+</body></html>
+"""
+    path.write_text(page)
+    return path

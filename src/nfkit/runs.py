@@ -1,0 +1,282 @@
+r"""Run folders: train a flow on a table into a folder, and use the model file it holds.
+
+This is what the ``nfkit`` command does, as plain functions (``nfkit.cli`` only parses
+arguments). A run folder holds ``run.json`` (the arguments, for ``--resume``),
+``checkpoint.safetensors`` (after every epoch), ``model.safetensors``, ``metrics.json``, the
+pictures and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nfkit import __version__
+from nfkit.data import Standardization, Table, read_table
+from nfkit.distributions.base import Distribution
+from nfkit.flows import FLOWS
+from nfkit.io import load, read_header, save
+from nfkit.report import write_pictures, write_report
+from nfkit.train.fit import fit
+
+__all__ = [
+    "UserError",
+    "describe",
+    "load_model",
+    "plot_model",
+    "resume_run",
+    "sample_model",
+    "score_file",
+    "start_run",
+]
+
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+RUN_FILE = "run.json"
+
+
+class UserError(ValueError):
+    """A problem with what the user asked for; the command prints it without a traceback."""
+
+
+def start_run(args: dict[str, Any], out: Path, *, force: bool, quiet: bool) -> Path:
+    """Check the data, create ``out`` (``force``: replace it), record ``args`` and train."""
+    if args["flow"] not in FLOWS:
+        raise UserError(
+            f"--flow {args['flow']} is not available yet in this nfkit; use one of "
+            f"{', '.join(FLOWS)}"
+        )
+    exists = out.exists() and any(out.iterdir())
+    if exists and not force:
+        raise UserError(
+            f"{out} already exists and is not empty; pass --force to overwrite it, or "
+            f"--resume {out} to continue its training"
+        )
+    table = read_table(args["data"], args["columns"])
+    _standardization(table, args)  # refuse bad data before touching the folder
+    if exists:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_FILE).write_text(json.dumps(args, indent=2))
+    return _train(out, args, table, resumed=False, quiet=quiet)
+
+
+def resume_run(out: Path, *, quiet: bool) -> Path:
+    """Continue the run in ``out`` from its last checkpoint (same result as uninterrupted)."""
+    run_file = out / RUN_FILE
+    if not run_file.is_file():
+        raise UserError(f"{out} is not an nfkit run folder (no {RUN_FILE})")
+    args = json.loads(run_file.read_text())
+    return _train(out, args, read_table(args["data"], args["columns"]), resumed=True, quiet=quiet)
+
+
+def _standardization(table: Table, args: dict[str, Any]) -> Standardization | None:
+    rows = table.values.shape[0]
+    if rows < 2:
+        raise UserError(f"{table.source} has {rows} row; need at least 2")
+    standard = Standardization.of(table.values, table.columns) if args["standardize"] else None
+    held_out = round(args["validation_split"] * rows)
+    if args["validation_split"] and not 1 <= held_out < rows:
+        raise UserError(
+            f"--validation-split {args['validation_split']} of {rows} rows holds out {held_out}; "
+            "choose a split that leaves rows on both sides, or --validation-split 0"
+        )
+    return standard
+
+
+def _train(out: Path, args: dict[str, Any], table: Table, *, resumed: bool, quiet: bool) -> Path:
+    values = table.values
+    standard = _standardization(table, args)
+    y = standard.apply(values) if standard else values
+    torch.manual_seed(args["seed"])
+    flow = FLOWS[args["flow"]](values.shape[1], layers=args["layers"], hidden=args["hidden"])
+    start = time.perf_counter()
+    history = fit(
+        flow,
+        y.astype(np.float32),
+        epochs=args["epochs"],
+        batch_size=args["batch_size"],
+        lr=args["lr"],
+        lr_schedule=args["lr_schedule"],
+        validation_split=args["validation_split"],
+        patience=args["patience"],
+        seed=args["seed"],
+        verbose=0 if quiet else 1,
+        checkpoint=out / CHECKPOINT_FILE,
+        resume=resumed,
+    )
+    model = standard.bijector()(flow) if standard else flow
+    # Per-epoch NLL in data units: the standardization adds sum(log s) nats.
+    shift = float(np.log(standard.std).sum()) if standard else 0.0
+    curves = {k: [v + shift for v in vs] for k, vs in history.history.items() if "loss" in k}
+    metrics = {
+        **curves,
+        "lr": history.history.get("lr", []),
+        "epochs": len(history.epoch),
+        "best_epoch": None if history.best_epoch is None else history.best_epoch + 1,
+        "stopped_early": history.stopped_early,
+        "train_nll": curves["loss"][-1],
+        "val_nll": curves["val_loss"][-1] if "val_loss" in curves else None,
+        "best_val_nll": min(curves["val_loss"]) if "val_loss" in curves else None,
+        "seconds": time.perf_counter() - start,
+        "rows": int(values.shape[0]),
+        "features": int(values.shape[1]),
+    }
+    metadata = {
+        "columns": table.columns,
+        "source": table.source,
+        "image_shape": table.image_shape,
+        "standardization": None if standard is None else standard.__dict__,
+        "train_args": args,
+        "metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)},
+        "nfkit_version": __version__,
+    }
+    save(model, out / MODEL_FILE, metadata=metadata)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    pictures = write_pictures(
+        model,
+        values,
+        out,
+        columns=table.columns,
+        image_shape=table.image_shape,
+        history=curves,
+        seed=args["seed"],
+    )
+    write_report(
+        out / "report.html",
+        title=f"nfkit run: {args['flow']} on {table.source}",
+        summary=summary(metadata, model),
+        metrics=metrics,
+        pictures=pictures,
+        model_text=torch.nn.Module.__repr__(model),
+    )
+    if not quiet:
+        val = metrics["val_nll"]
+        print(
+            f"trained {args['flow']} on {table.source} ({values.shape[0]} rows x "
+            f"{values.shape[1]} columns) for {metrics['epochs']} epochs in "
+            f"{metrics['seconds']:.1f} s: train NLL {metrics['train_nll']:.4f}"
+            + ("" if val is None else f", validation NLL {val:.4f}")
+            + f" nats\nwrote {out}/ ({MODEL_FILE}, metrics.json, report.html, "
+            + ", ".join(p.name for p in pictures)
+            + ")"
+        )
+    return out
+
+
+def summary(metadata: dict[str, Any], model: Distribution) -> dict[str, Any]:
+    """The facts a person wants first about a trained model."""
+    m = metadata.get("metrics", {})
+    args = metadata.get("train_args", {})
+    params = sum(p.numel() for p in model.parameters())
+    return {
+        "data": metadata.get("source"),
+        "columns": ", ".join(metadata.get("columns", [])),
+        "flow": f"{args.get('flow')} ({args.get('layers')} layers, hidden {args.get('hidden')})",
+        "parameters": f"{params:,}",
+        "standardized": "yes" if metadata.get("standardization") else "no",
+        "epochs": m.get("epochs"),
+        "best epoch": m.get("best_epoch"),
+        "train NLL (nats)": _fmt(m.get("train_nll")),
+        "validation NLL (nats)": _fmt(m.get("val_nll")),
+        "training time (s)": _fmt(m.get("seconds"), 1),
+        "nfkit": metadata.get("nfkit_version"),
+    }
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _model_path(model: Path) -> Path:
+    return model / MODEL_FILE if model.is_dir() else model
+
+
+def load_model(model: Path) -> tuple[Distribution, dict[str, Any]]:
+    """The distribution in a model file (or run folder) and its metadata."""
+    path = _model_path(model)
+    return load(path), read_header(path)["metadata"]
+
+
+def _write_rows(values: np.ndarray, header: list[str], output: Path | None) -> None:
+    if output is not None and output.suffix.lower() == ".npy":
+        np.save(output, values)
+        return
+    if output is not None and output.suffix.lower() != ".csv":
+        raise UserError(f"output must end in .csv or .npy, got {output.name}")
+    with contextlib.ExitStack() as stack:
+        stream = sys.stdout if output is None else stack.enter_context(open(output, "w"))
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([f"{v:.8g}" for v in row] for row in values.reshape(len(values), -1))
+
+
+def sample_model(model: Path, n: int, output: Path | None, seed: int | None) -> None:
+    """Write ``n`` samples of ``model`` (CSV with the data's column names, or NPY)."""
+    if n < 1:
+        raise UserError(f"-n must be positive, got {n}")
+    dist, meta = load_model(model)
+    if seed is not None:
+        torch.manual_seed(seed)
+    values = dist.sample(n).detach().cpu().numpy()
+    _write_rows(values, meta.get("columns") or [f"x{i}" for i in range(values.shape[1])], output)
+
+
+def score_file(model: Path, data: str, output: Path | None) -> None:
+    """Write log p(x) of every row of ``data``, choosing the trained columns when named."""
+    dist, meta = load_model(model)
+    trained = meta.get("columns") or []
+    table = read_table(data)
+    if trained and all(c in table.columns for c in trained):
+        table = read_table(data, trained)
+    features = dist.event_shape[0]
+    if table.values.shape[1] != features:
+        names = f" ({', '.join(trained)})" if trained else ""
+        raise UserError(
+            f"the model expects {features} columns{names}, but {table.source} has "
+            f"{table.values.shape[1]} ({', '.join(table.columns)})"
+        )
+    scores = dist.log_prob(table.values.astype(np.float32))
+    _write_rows(np.asarray(scores).reshape(-1, 1), ["log_prob"], output)
+
+
+def describe(model: Path) -> str:
+    """A text description: file, summary, standardization and the module tree."""
+    path = _model_path(model)
+    dist, meta = load_model(model)
+    lines = [f"model file: {path} (nfkit format {read_header(path)['format_version']})"]
+    lines += [f"{key}: {value}" for key, value in summary(meta, dist).items()]
+    standard = meta.get("standardization")
+    if standard:
+        for name, m, s in zip(meta["columns"], standard["mean"], standard["std"], strict=True):
+            lines.append(f"  {name}: mean {m:.6g}, std {s:.6g}")
+    lines.append(f"event shape: {list(dist.event_shape)}, dtype: {dist.dtype}")
+    lines.append(torch.nn.Module.__repr__(dist))
+    return "\n".join(lines)
+
+
+def plot_model(model: Path, data: str | None, out: Path, seed: int) -> list[Path]:
+    """Draw ``model``'s pictures next to ``data`` (default: the data it was trained on)."""
+    dist, meta = load_model(model)
+    source = data or meta.get("source")
+    if source is None:
+        raise UserError("this model does not record its data; pass --data")
+    table = read_table(source, meta.get("columns") if data is None else None)
+    if table.values.shape[1] != dist.event_shape[0]:
+        raise UserError(
+            f"the model has {dist.event_shape[0]} columns, {table.source} has "
+            f"{table.values.shape[1]}"
+        )
+    image_shape = meta.get("image_shape") or table.image_shape
+    return write_pictures(
+        dist, table.values, out, columns=table.columns, image_shape=image_shape, seed=seed
+    )

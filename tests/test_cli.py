@@ -1,0 +1,156 @@
+"""The ``nfkit`` command, run for real in subprocesses on small files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+NFKIT = str(Path(sys.executable).with_name("nfkit"))
+SMALL = ["--layers", "1", "--hidden", "16", "--epochs", "3", "--quiet"]
+
+
+def nfkit(*args, cwd, check=True):
+    result = subprocess.run(
+        [NFKIT, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"nfkit {args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def table(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)) @ np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0, 0, 1.0]])
+    path = tmp_path / "data.csv"
+    x += np.array([10.0, -5.0, 0.0])
+    np.savetxt(path, x, delimiter=",", header="a,b,c", comments="")
+    return path
+
+
+def test_train_sample_log_prob_info_plot(tmp_path, table):
+    nfkit("train", table, "--columns", "a,b", *SMALL, "-o", "run", cwd=tmp_path)
+    run = tmp_path / "run"
+    for name in ("model.safetensors", "metrics.json", "loss.png", "density.png", "samples.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(metrics["loss"]) == len(metrics["val_loss"]) == 3
+    assert metrics["seconds"] > 0
+    report = (run / "report.html").read_text()
+    assert "data:image/png;base64," in report and "http" not in report.split("<body>")[1]
+
+    nfkit("sample", run, "-n", "50", "-o", "s.csv", "--seed", "1", cwd=tmp_path)
+    samples = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    assert samples.shape == (50, 2)
+    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "a,b"
+    assert abs(samples[:, 0].mean() - 10.0) < 1.0  # in data units, not standardized ones
+
+    # log-prob picks the trained columns (a, b) out of the three in the file.
+    nfkit("log-prob", run, table, "-o", "lp.csv", cwd=tmp_path)
+    lp = np.loadtxt(tmp_path / "lp.csv", delimiter=",", skiprows=1)
+    assert lp.shape == (400,) and np.isfinite(lp).all()
+    assert -lp.mean() == pytest.approx(metrics["train_nll"], abs=0.3)
+
+    info = nfkit("info", run, cwd=tmp_path).stdout
+    assert "columns: a, b" in info and "validation NLL" in info and "parameters:" in info
+    nfkit("plot", run, "-o", "pics", cwd=tmp_path)
+    assert (tmp_path / "pics" / "density.png").is_file()
+
+
+def test_more_dimensions_get_a_corner_plot_and_npy_io(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(300, 4)))
+    nfkit("train", "x.npy", *SMALL, "--flow", "realnvp", "-o", "run", cwd=tmp_path)
+    assert (tmp_path / "run" / "corner.png").is_file()
+    nfkit("sample", "run", "-n", "7", "-o", "s.npy", cwd=tmp_path)
+    assert np.load(tmp_path / "s.npy").shape == (7, 4)
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_result(tmp_path, table):
+    args = ["train", table, "--layers", "1", "--hidden", "16", "--epochs", "6"]
+    args += ["--batch-size", "8", "--quiet"]
+    nfkit(*args, "-o", "whole", cwd=tmp_path)
+    proc = subprocess.Popen([NFKIT, *map(str, args), "-o", "cut"], cwd=tmp_path)
+    checkpoint = tmp_path / "cut" / "checkpoint.safetensors"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "model.safetensors").exists(), "killed too late to test"
+    nfkit("train", "--resume", "cut", cwd=tmp_path)
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert cut["loss"] == whole["loss"] and cut["val_loss"] == whole["val_loss"]
+    for run in ("whole", "cut"):
+        nfkit("log-prob", run, table, "-o", f"{run}.csv", cwd=tmp_path)
+    assert (tmp_path / "whole.csv").read_text() == (tmp_path / "cut.csv").read_text()
+
+
+def _write(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    return name
+
+
+BAD_INPUTS = {
+    "missing file": (lambda p: "nope.csv", "no such file: nope.csv"),
+    "empty file": (lambda p: _write(p, "e.csv", ""), "e.csv is empty"),
+    "header only": (lambda p: _write(p, "h.csv", "a,b\n"), "has a header row (a, b) but no data"),
+    "non-numeric cell": (
+        lambda p: _write(p, "t.csv", "a,b\n1,2\n3,abc\n"),
+        "line 3, column 'b': 'abc' is not a number",
+    ),
+    "NaN/inf cells": (
+        lambda p: _write(p, "n.csv", "a,b\n1,2\n3,nan\n4,5\ninf,1\n"),
+        "NaN, inf or empty cells in 2 rows; the first is data row 2 (column 'b', value nan)",
+    ),
+    "one row": (lambda p: _write(p, "o.csv", "a,b\n1,2\n"), "has 1 row; need at least 2"),
+    "too few rows to hold out": (
+        lambda p: _write(p, "f.csv", "a,b\n1,2\n2,1\n0,0\n"),
+        "--validation-split 0.1 of 3 rows holds out 0",
+    ),
+    "constant column": (
+        lambda p: _write(p, "c.csv", "a,b\n1,2\n2,2\n3,2\n"),
+        "column 'b' never changes (zero variance)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_training_input_is_one_clear_line(tmp_path, case):
+    make, message = BAD_INPUTS[case]
+    result = nfkit("train", make(tmp_path), *SMALL, "-o", "run", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing half-made
+
+
+def test_bad_model_and_run_folder_inputs(tmp_path, table):
+    nfkit("train", table, *SMALL, "-o", "run", cwd=tmp_path)
+    wrong = _write(tmp_path, "wrong.csv", "a,b\n1,2\n3,4\n")
+    result = nfkit("log-prob", "run", wrong, cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "the model expects 3 columns (a, b, c), but wrong.csv has 2 (a, b)" in result.stderr
+
+    result = nfkit("info", table, cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "is not an nfkit model file" in result.stderr
+
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    result = nfkit("train", table, *SMALL, "-o", "run", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "run already exists and is not empty; pass --force" in result.stderr
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    nfkit("train", table, *SMALL, "-o", "run", "--force", "--seed", "1", cwd=tmp_path)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() != before
+
+
+def test_every_command_has_help(tmp_path):
+    for command in ("train", "sample", "log-prob", "info", "plot"):
+        out = nfkit(command, "--help", cwd=tmp_path).stdout
+        assert "Usage" in out

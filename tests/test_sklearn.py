@@ -1,0 +1,61 @@
+"""The scikit-learn estimator: its protocol checks, model selection, and real density quality."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_moons
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import estimator_checks_generator
+
+from nfkit.sklearn import FlowDensityEstimator
+
+FAST = dict(layers=1, hidden=(8,), epochs=2, batch_size=64, random_state=0)
+
+
+# Every check scikit-learn runs on an estimator, except the array-API one: it tests inputs from
+# other array libraries (CuPy, array-api-strict), which a torch-based estimator does not accept,
+# and scikit-learn itself skips it unless SCIPY_ARRAY_API is set.
+CHECKS = [
+    (estimator, check)
+    for estimator, check in estimator_checks_generator(FlowDensityEstimator(**FAST), mark=None)
+    if "array_api" not in getattr(check, "func", check).__name__
+]
+
+
+@pytest.mark.parametrize(
+    ("estimator", "check"), CHECKS, ids=[getattr(c, "func", c).__name__ for _, c in CHECKS]
+)
+def test_scikit_learn_checks(estimator, check):
+    check(estimator)
+
+
+def test_learns_moons_better_than_a_gaussian():
+    x = make_moons(2000, noise=0.05, random_state=0)[0]
+    x_test = make_moons(2000, noise=0.05, random_state=1)[0]
+    est = FlowDensityEstimator(
+        layers=3, hidden=(64, 64), epochs=30, batch_size=64, lr=3e-3, random_state=0
+    )
+    est.fit(x)
+    mean, std = x.mean(0), x.std(0)
+    gauss = -0.5 * (((x_test - mean) / std) ** 2).sum(1) - np.log(std).sum() - np.log(2 * np.pi)
+    assert gauss.mean() < -1.6
+    assert est.score(x_test) > -1.3
+    samples = est.sample(500, random_state=0)
+    np.testing.assert_array_equal(samples, est.sample(500, random_state=0))
+    assert samples.shape == (500, 2)
+
+
+def test_grid_search_and_pipeline():
+    x = make_moons(600, noise=0.1, random_state=0)[0]
+    grid = GridSearchCV(FlowDensityEstimator(**FAST), {"hidden": [(4,), (16,)]}, cv=2)
+    grid.fit(x)
+    assert grid.best_params_["hidden"] in [(4,), (16,)]
+    pipe = make_pipeline(FunctionTransformer(lambda a: a * 2.0), FlowDensityEstimator(**FAST))
+    pipe.fit(x)
+    assert pipe.score_samples(x[:5]).shape == (5,)
+
+
+def test_bad_flow_name():
+    with pytest.raises(ValueError, match="flow must be one of"):
+        FlowDensityEstimator(flow="glowworm").fit(np.random.rand(10, 2))
