@@ -24,14 +24,14 @@ class Model:
     sample: Callable[[int], Tensor]
 
 
-def build_nfkit(features: int, layers: int, hidden: list[int]) -> Model:
+def build_nfkit(features: int, layers: int, hidden: list[int], scale: str = "softplus") -> Model:
     import nfkit.bijectors as nfb
     import nfkit.distributions as nfd
 
     bijectors = []
     for _ in range(layers):
         net = nfb.AutoregressiveNetwork(params=2, hidden_units=hidden, activation="relu")
-        bijectors += [nfb.MaskedAutoregressiveFlow(net), nfb.Reverse()]
+        bijectors += [nfb.MaskedAutoregressiveFlow(net, scale=scale), nfb.Reverse()]
     flow = nfd.TransformedDistribution(
         nfd.MultivariateNormalDiag(loc=[0.0] * features), nfb.Chain(bijectors)
     )

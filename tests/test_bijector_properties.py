@@ -15,14 +15,8 @@ import nfkit
 import nfkit.bijectors as nfb
 import nfkit.distributions as nfd
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """Every property is checked in float64."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+# Every check runs in float64 (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _tril(d: int) -> torch.Tensor:
@@ -82,6 +76,33 @@ BIJECTORS: dict[str, Case] = {
     "RealNVP(1)": Case(lambda: nfb.RealNVP(1, hidden_units=[16])),
     "RealNVP(fraction)": Case(lambda: nfb.RealNVP(fraction_masked=0.5, hidden_units=[16]), size=4),
     "RealNVP(context)": Case(lambda: nfb.RealNVP(2, hidden_units=[16]), size=4, context=3),
+    "RationalQuadraticSpline": Case(
+        lambda: nfb.RationalQuadraticSpline(
+            torch.nn.Parameter(torch.randn(3, 5)),
+            torch.nn.Parameter(torch.randn(3, 5)),
+            torch.nn.Parameter(torch.randn(3, 4)),
+            bound=1.5,  # some inputs fall in the identity tails
+        )
+    ),
+    "NSF-AR": Case(
+        lambda: nfb.MaskedAutoregressiveSpline(
+            nfb.AutoregressiveNetwork(11, hidden_units=[16], activation="tanh"), bins=4, bound=2.0
+        )
+    ),
+    "NSF-AR(context)": Case(
+        lambda: nfb.MaskedAutoregressiveSpline(
+            nfb.AutoregressiveNetwork(11, hidden_units=[16], activation="tanh"), bins=4
+        ),
+        context=2,
+    ),
+    "SplineCoupling": Case(
+        lambda: nfb.SplineCoupling(1, bins=5, bound=2.0, hidden_units=[16]), size=3
+    ),
+    "SplineCoupling(context)": Case(
+        lambda: nfb.SplineCoupling(fraction_masked=0.5, bins=3, hidden_units=[16]),
+        size=4,
+        context=3,
+    ),
     "Chain(MAF, Permute, RealNVP)": Case(
         lambda: nfb.Chain(
             [nfb.MaskedAutoregressiveFlow(_made()), nfb.Reverse(), nfb.RealNVP(1, hidden_units=[8])]

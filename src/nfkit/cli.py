@@ -25,7 +25,7 @@ app = typer.Typer(
 
 
 class Flow(str, enum.Enum):
-    """Flow families the command knows (nsf, glow and cnf are planned)."""
+    """Flow families the command knows (glow and cnf are planned)."""
 
     maf = "maf"
     iaf = "iaf"

@@ -1,4 +1,4 @@
-r"""One-line flows with sensible defaults: ``maf``, ``iaf``, ``realnvp``.
+r"""One-line flows with sensible defaults: ``maf``, ``iaf``, ``realnvp``, ``nsf``.
 
 Each returns a :class:`~nfkit.distributions.TransformedDistribution` of a standard normal base:
 ``layers`` flow layers with a reversal of the coordinates between them, so that every
@@ -22,13 +22,16 @@ from nfkit.bijectors import (
     Chain,
     InverseAutoregressiveFlow,
     MaskedAutoregressiveFlow,
+    MaskedAutoregressiveSpline,
     RealNVP,
     Reverse,
+    SplineCoupling,
 )
+from nfkit.bijectors.splines import spline_parameter_count
 from nfkit.distributions import MultivariateNormalDiag, TransformedDistribution
 from nfkit.nets import Activation
 
-__all__ = ["FLOWS", "iaf", "maf", "realnvp"]
+__all__ = ["FLOWS", "iaf", "maf", "nsf", "realnvp"]
 
 
 def _stack(features: int, layers: int, make: Callable[[], Bijector]) -> TransformedDistribution:
@@ -113,8 +116,55 @@ def realnvp(
     return _stack(features, layers, make)
 
 
+def nsf(
+    features: int,
+    *,
+    layers: int = 5,
+    hidden: Sequence[int] = (128, 128),
+    activation: Activation = "relu",
+    bins: int = 8,
+    bound: float = 3.0,
+    coupling: bool = False,
+    context: int | None = None,
+) -> TransformedDistribution:
+    """Neural spline flow (Durkan et al. 2019): rational-quadratic splines on ``[-bound, bound]``.
+
+    Autoregressive (NSF-AR) by default; ``coupling=True`` gives NSF-C (one pass both ways,
+    needs D >= 2). Other arguments as :func:`maf`; ``bins`` spline bins per dimension. Data
+    should be standardized so that most of it lies within ``bound`` (the identity outside).
+    """
+    params = spline_parameter_count(bins)
+    if coupling:
+        if features < 2:
+            raise ValueError("a coupling nsf needs at least 2 features (it splits them in two)")
+        if context is not None:
+            raise ValueError(
+                "conditional coupling nsf is not built by this helper; use coupling=False"
+            )
+
+        def make() -> Bijector:
+            return SplineCoupling(
+                fraction_masked=0.5,
+                bins=bins,
+                bound=bound,
+                hidden_units=hidden,
+                activation=activation,
+            )
+
+    else:
+
+        def make() -> Bijector:
+            net = AutoregressiveNetwork(
+                params, features, hidden, activation, context_features=context
+            )
+            return MaskedAutoregressiveSpline(net, bins=bins, bound=bound)
+
+    return _stack(features, layers, make)
+
+
 FLOWS: dict[str, Callable[..., TransformedDistribution]] = {
     "maf": maf,
     "iaf": iaf,
     "realnvp": realnvp,
+    "nsf": nsf,
 }

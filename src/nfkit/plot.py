@@ -1,8 +1,9 @@
 r"""Pictures in the chapter's style: density on a grid, samples, loss curves, corner plots, images.
 
-Every function draws into ``ax`` (a new figure when ``None``), returns the ``Axes``, and writes a
-PNG when ``path`` is given. Nothing here changes matplotlib's global state; :func:`chapter_style`
-is a context manager for the chapter's look.
+The one-panel functions (``density``, ``samples``, ``loss``) draw into ``ax`` (a new figure when
+``None``) and return the ``Axes``; ``corner`` and ``images`` make their own grid of panels and
+return the ``Figure``. Each writes a PNG when ``path`` is given. Nothing here changes
+matplotlib's global state; :func:`chapter_style` is a context manager for the chapter's look.
 """
 
 from __future__ import annotations

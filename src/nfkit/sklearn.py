@@ -26,10 +26,10 @@ __all__ = ["FlowDensityEstimator"]
 
 
 class FlowDensityEstimator(DensityMixin, BaseEstimator):
-    """Density estimation with a normalizing flow (MAF by default), scikit-learn style.
+    """Density estimation with a normalizing flow (neural spline flow by default), sklearn style.
 
     Args:
-        flow: ``"maf"``, ``"iaf"`` or ``"realnvp"`` (see :mod:`nfkit.flows`).
+        flow: ``"maf"``, ``"iaf"``, ``"realnvp"`` or ``"nsf"`` (see :mod:`nfkit.flows`).
         layers: flow layers.
         hidden: hidden widths of each layer's network.
         epochs: training passes over the data.
@@ -57,7 +57,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
 
     def __init__(
         self,
-        flow: str = "maf",
+        flow: str = "nsf",
         *,
         layers: int = 5,
         hidden: Sequence[int] = (128, 128),

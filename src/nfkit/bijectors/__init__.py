@@ -2,27 +2,40 @@
 
 from nfkit.bijectors.affine import Scale, ScaleMatvecDiag, ScaleMatvecTriL, Shift
 from nfkit.bijectors.autoregressive import (
+    AutoregressiveBijector,
     AutoregressiveNetwork,
     InverseAutoregressiveFlow,
     MaskedAutoregressiveFlow,
 )
 from nfkit.bijectors.base import Bijector, Chain, Invert, NotInvertibleError
-from nfkit.bijectors.coupling import CouplingNetwork, RealNVP
-from nfkit.bijectors.elementwise import Exp, Identity, Sigmoid, Softplus, Tanh
+from nfkit.bijectors.coupling import CouplingBijector, CouplingNetwork, RealNVP
+from nfkit.bijectors.elementwise import (
+    Exp,
+    Identity,
+    RationalQuadraticSpline,
+    Sigmoid,
+    Softplus,
+    Tanh,
+)
+from nfkit.bijectors.nsf import MaskedAutoregressiveSpline, SplineCoupling
 from nfkit.bijectors.permute import Permute, Reverse
 
 __all__ = [
+    "AutoregressiveBijector",
     "AutoregressiveNetwork",
     "Bijector",
     "Chain",
+    "CouplingBijector",
     "CouplingNetwork",
     "Exp",
     "Identity",
     "Invert",
     "InverseAutoregressiveFlow",
     "MaskedAutoregressiveFlow",
+    "MaskedAutoregressiveSpline",
     "NotInvertibleError",
     "Permute",
+    "RationalQuadraticSpline",
     "RealNVP",
     "Reverse",
     "Scale",
@@ -31,5 +44,6 @@ __all__ = [
     "Shift",
     "Sigmoid",
     "Softplus",
+    "SplineCoupling",
     "Tanh",
 ]

@@ -3,7 +3,7 @@ r"""Affine autoregressive flows: MaskedAutoregressiveFlow (MAF) and its inverse 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,7 @@ from nfkit.bijectors.base import Bijector, Context, Invert, Pair
 from nfkit.nets import AutoregressiveNetwork
 
 __all__ = [
+    "AutoregressiveBijector",
     "AutoregressiveNetwork",
     "InverseAutoregressiveFlow",
     "MaskedAutoregressiveFlow",
@@ -53,7 +54,37 @@ Scale = Literal["softplus", "exp"]
 _MIN_SCALE = 1e-3
 
 
-class MaskedAutoregressiveFlow(Bijector):
+class AutoregressiveBijector(Bijector):
+    r"""Base of autoregressive layers: dim :math:`i` is transformed elementwise with parameters
+    computed from the *data-side* dims before it, :math:`z_i = g(x_i;\ \theta(x_{<i}))`.
+
+    The density direction (``inverse``) is one network pass; the sampling direction
+    (``forward``) fixes one more coordinate per pass, :math:`D` passes. Subclasses give the
+    conditioner (attribute named by ``conditioner_name``) and ``_transform(value, params,
+    inverse) -> (out, log_det)`` (``inverse=True``: data to base).
+    """
+
+    forward_min_event_ndims = 1
+    conditioner_name = ""
+
+    def _conditioner(self, x: Tensor, context: Context) -> Any:
+        fn = getattr(self, self.conditioner_name)
+        return fn(x) if context is None else fn(x, context=context)
+
+    def _transform(self, value: Tensor, params: Any, inverse: bool) -> Pair:
+        raise NotImplementedError
+
+    def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
+        x = torch.zeros_like(z)
+        for _ in range(z.shape[-1]):
+            x, log_det = self._transform(z, self._conditioner(x, context), inverse=False)
+        return x, log_det
+
+    def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
+        return self._transform(x, self._conditioner(x, context), inverse=True)
+
+
+class MaskedAutoregressiveFlow(AutoregressiveBijector):
     r"""Affine masked autoregressive flow (MAF, Papamakarios et al. 2017).
 
     An autoregressive network (MADE) reads the preceding coordinates and returns two numbers per
@@ -101,7 +132,7 @@ class MaskedAutoregressiveFlow(Bijector):
 
     """
 
-    forward_min_event_ndims = 1
+    conditioner_name = "shift_and_log_scale_fn"
 
     def __init__(
         self,
@@ -122,30 +153,18 @@ class MaskedAutoregressiveFlow(Bijector):
     def extra_repr(self) -> str:
         return f"scale={self.scale!r}"
 
-    def _inverse_affine(self, x: Tensor, context: Context) -> tuple[Tensor, Tensor, Tensor]:
-        """``(m, log m, t)`` with ``z = m * x + t``: the density-direction map at ``x``."""
-        out = (
-            self.shift_and_log_scale_fn(x)
-            if context is None
-            else self.shift_and_log_scale_fn(x, context=context)
-        )
-        a, b = split_shift_and_log_scale(out, self.log_scale_bound)
+    def _transform(self, value: Tensor, params: Any, inverse: bool) -> Pair:
+        # The density direction is z = m * x + t; sampling solves it for x.
+        a, b = split_shift_and_log_scale(params, self.log_scale_bound)
         if self.scale == "exp":
-            m = torch.exp(-b)
-            return m, -b, -a * m
-        m = F.softplus(b) + _MIN_SCALE
-        return m, m.log(), a
-
-    def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
-        x = torch.zeros_like(z)
-        for _ in range(z.shape[-1]):
-            m, log_m, t = self._inverse_affine(x, context)
-            x = (z - t) / m
-        return x, -log_m.sum(-1)
-
-    def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
-        m, log_m, t = self._inverse_affine(x, context)
-        return m * x + t, log_m.sum(-1)
+            m, log_m = torch.exp(-b), -b
+            t = -a * m
+        else:
+            m = F.softplus(b) + _MIN_SCALE
+            log_m, t = m.log(), a
+        if inverse:
+            return m * value + t, log_m.sum(-1)
+        return (value - t) / m, -log_m.sum(-1)
 
 
 class InverseAutoregressiveFlow(Invert):

@@ -35,12 +35,14 @@ class CouplingNetwork(Configurable, nn.Module):
         hidden_units: Sequence[int] = (64, 64),
         activation: Activation = "relu",
         *,
+        params: int = 2,
         in_features: int | None = None,
         output_units: int | None = None,
     ) -> None:
         super().__init__()
         self.hidden_units = list(hidden_units)
         self.activation = activation
+        self.params = params
         self.mlp: MLP | None = None
         if in_features is not None and output_units is not None:
             self._build(in_features, output_units)
@@ -54,35 +56,99 @@ class CouplingNetwork(Configurable, nn.Module):
     ) -> None:
         self.mlp = MLP(
             in_features,
-            2 * output_units,
+            self.params * output_units,
             self.hidden_units,
             activation=self.activation,
             zero_last=True,
         ).to(device=device, dtype=dtype)
 
-    def forward(
-        self, x0: Tensor, output_units: int, context: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Return ``(shift, log_scale)``, each ``(*, output_units)``."""
+    def forward(self, x0: Tensor, output_units: int, context: Tensor | None = None) -> Tensor:
+        """Return ``(*, output_units, params)`` (for an affine layer: shift, log-scale)."""
         if context is not None:
             batch = torch.broadcast_shapes(x0.shape[:-1], context.shape[:-1])
             x0 = torch.cat([x0.expand(*batch, -1), context.expand(*batch, -1)], dim=-1)
         if self.mlp is None:
             self._build(x0.shape[-1], output_units, x0.device, x0.dtype)
         assert self.mlp is not None
-        shift, log_scale = self.mlp(x0).chunk(2, dim=-1)
-        return shift, log_scale
+        return self.mlp(x0).unflatten(-1, (output_units, self.params))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         if self.mlp is not None:
             config.update(
-                in_features=self.mlp[0].in_features, output_units=self.mlp[-1].out_features // 2
+                in_features=self.mlp[0].in_features,
+                output_units=self.mlp[-1].out_features // self.params,
             )
         return config
 
 
-class RealNVP(Bijector):
+class CouplingBijector(Bijector):
+    r"""Base of coupling layers: the first :math:`d` dims pass through and parametrize an
+    elementwise bijection of the rest, :math:`x_{d+1:D} = g(z_{d+1:D};\ \theta(z_{1:d}))`.
+
+    The Jacobian is triangular, so :math:`\log|\det J| = \sum_i \log|g'_i|`, and both
+    directions take one network pass. Subclasses give the conditioner (attribute named by
+    ``conditioner_name``) and ``_transform(part, params, inverse) -> (out, log_det)``.
+
+    Args:
+        num_masked: :math:`d`, how many leading dims are kept (``0 < d < D``).
+        fraction_masked: alternatively, :math:`d` as a fraction of :math:`D`.
+
+    """
+
+    forward_min_event_ndims = 1
+    conditioner_name = ""
+
+    def __init__(self, num_masked: int | None, fraction_masked: float | None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if (num_masked is None) == (fraction_masked is None):
+            raise ValueError(f"{name} takes exactly one of num_masked and fraction_masked")
+        if fraction_masked is not None and not 0.0 < fraction_masked < 1.0:
+            raise ValueError(f"fraction_masked must lie in (0, 1), got {fraction_masked}")
+        self.num_masked = num_masked
+        self.fraction_masked = fraction_masked
+
+    def _split(self, value: Tensor) -> tuple[Tensor, Tensor]:
+        size = value.shape[-1]
+        d = self.num_masked
+        if d is None:
+            d = round(self.fraction_masked * size)  # type: ignore[operator]
+        if not 0 < d < size:
+            raise ValueError(
+                f"{type(self).__name__} needs 0 < num_masked < D, got num_masked={d} for D={size}"
+            )
+        return value[..., :d], value[..., d:]
+
+    def _transform(self, part: Tensor, params: Any, inverse: bool) -> Pair:
+        raise NotImplementedError
+
+    def _couple(self, value: Tensor, context: Context, inverse: bool) -> Pair:
+        kept, part = self._split(value)
+        fn = getattr(self, self.conditioner_name)
+        units = part.shape[-1]
+        params = fn(kept, units) if context is None else fn(kept, units, context=context)
+        out, log_det = self._transform(part, params, inverse)
+        return torch.cat([kept.expand(*out.shape[:-1], -1), out], -1), log_det
+
+    def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
+        return self._couple(z, context, inverse=False)
+
+    def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
+        return self._couple(x, context, inverse=True)
+
+    def get_config(self) -> dict[str, Any]:
+        # The conditioner as built (with its layer sizes), whether given or made by default.
+        name = self.conditioner_name
+        return {**super().get_config(), name: getattr(self, name)}
+
+    def extra_repr(self) -> str:
+        if self.num_masked is not None:
+            return f"num_masked={self.num_masked}"
+        return f"fraction_masked={self.fraction_masked}"
+
+
+class RealNVP(CouplingBijector):
     r"""Affine coupling layer (real NVP, Dinh et al. 2016).
 
     The first :math:`d` = ``num_masked`` dims pass through; the rest are scaled and shifted by
@@ -119,8 +185,6 @@ class RealNVP(Bijector):
 
     """
 
-    forward_min_event_ndims = 1
-
     def __init__(
         self,
         num_masked: int | None = None,
@@ -131,49 +195,16 @@ class RealNVP(Bijector):
         activation: Activation = "relu",
         log_scale_bound: float | None = None,
     ) -> None:
-        super().__init__()
-        if (num_masked is None) == (fraction_masked is None):
-            raise ValueError("RealNVP takes exactly one of num_masked and fraction_masked")
-        if fraction_masked is not None and not 0.0 < fraction_masked < 1.0:
-            raise ValueError(f"fraction_masked must lie in (0, 1), got {fraction_masked}")
-        self.num_masked = num_masked
-        self.fraction_masked = fraction_masked
+        super().__init__(num_masked, fraction_masked)
         self.log_scale_bound = log_scale_bound
         self.shift_and_log_scale_fn = shift_and_log_scale_fn or CouplingNetwork(
             hidden_units, activation
         )
 
-    def _split(self, value: Tensor) -> tuple[Tensor, Tensor]:
-        size = value.shape[-1]
-        d = self.num_masked
-        if d is None:
-            d = round(self.fraction_masked * size)  # type: ignore[operator]
-        if not 0 < d < size:
-            raise ValueError(f"RealNVP needs 0 < num_masked < D, got num_masked={d} for D={size}")
-        return value[..., :d], value[..., d:]
+    conditioner_name = "shift_and_log_scale_fn"
 
-    def _params(self, kept: Tensor, units: int, context: Context) -> tuple[Tensor, Tensor]:
-        fn = self.shift_and_log_scale_fn
-        out = fn(kept, units) if context is None else fn(kept, units, context=context)
-        return split_shift_and_log_scale(tuple(out), self.log_scale_bound)
-
-    def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
-        z0, z1 = self._split(z)
-        shift, log_scale = self._params(z0, z1.shape[-1], context)
-        x1 = z1 * log_scale.exp() + shift
-        return torch.cat([z0.expand(*x1.shape[:-1], -1), x1], -1), log_scale.sum(-1)
-
-    def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
-        x0, x1 = self._split(x)
-        shift, log_scale = self._params(x0, x1.shape[-1], context)
-        z1 = (x1 - shift) * torch.exp(-log_scale)
-        return torch.cat([x0.expand(*z1.shape[:-1], -1), z1], -1), -log_scale.sum(-1)
-
-    def get_config(self) -> dict[str, Any]:
-        # The conditioner as built (with its layer sizes), whether given or made from hidden_units.
-        return {**super().get_config(), "shift_and_log_scale_fn": self.shift_and_log_scale_fn}
-
-    def extra_repr(self) -> str:
-        if self.num_masked is not None:
-            return f"num_masked={self.num_masked}"
-        return f"fraction_masked={self.fraction_masked}"
+    def _transform(self, part: Tensor, params: Any, inverse: bool) -> Pair:
+        shift, log_scale = split_shift_and_log_scale(params, self.log_scale_bound)
+        if inverse:
+            return (part - shift) * torch.exp(-log_scale), -log_scale.sum(-1)
+        return part * log_scale.exp() + shift, log_scale.sum(-1)

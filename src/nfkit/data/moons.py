@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nfkit.data.toy2d import noisy_curve_log_prob
+
 __all__ = ["moons_entropy", "moons_log_prob"]
 
 
@@ -34,16 +36,13 @@ def _arc_points(n_t: int, dtype: torch.dtype) -> Tensor:
     return torch.cat([outer, inner])
 
 
-def moons_log_prob(
-    x: Tensor | np.ndarray, noise: float = 0.05, *, n_t: int = 2000, chunk: int = 4096
-) -> Tensor:
+def moons_log_prob(x: Tensor | np.ndarray, noise: float = 0.05, *, n_t: int = 2000) -> Tensor:
     r"""Exact log-density of ``make_moons(noise=noise)`` data at points ``x`` of shape ``(N, 2)``.
 
     Args:
         x: points, shape ``(N, 2)``.
         noise: the ``noise`` argument given to ``make_moons``, :math:`\sigma > 0`.
         n_t: quadrature points per arc.
-        chunk: rows evaluated at once (memory: ``chunk × 2 n_t`` floats).
 
     Example:
         >>> import torch
@@ -52,14 +51,7 @@ def moons_log_prob(
         [-0.45, -573.22]
 
     """
-    points = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-    centers = _arc_points(n_t, torch.float64)
-    log_norm = math.log(2 * n_t) + math.log(2 * math.pi * noise**2)
-    out = []
-    for part in points.split(chunk):
-        sq = torch.cdist(part, centers).square()
-        out.append(torch.logsumexp(-0.5 * sq / noise**2, dim=1) - log_norm)
-    return torch.cat(out)
+    return noisy_curve_log_prob(x, _arc_points(n_t, torch.float64), noise)
 
 
 def moons_entropy(noise: float = 0.05, *, n: int = 200_000, seed: int = 0) -> tuple[float, float]:
