@@ -42,7 +42,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	cd benchmarks && ../$(PY) chapter_protocol.py
+	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) density2d.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

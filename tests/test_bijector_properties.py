@@ -74,6 +74,7 @@ BIJECTORS: dict[str, Case] = {
     "IAF": Case(lambda: nfb.InverseAutoregressiveFlow(_made())),
     "IAF(exp)": Case(lambda: nfb.InverseAutoregressiveFlow(_made(), scale="exp")),
     "RealNVP(1)": Case(lambda: nfb.RealNVP(1, hidden_units=[16])),
+    "RealNVP(exp)": Case(lambda: nfb.RealNVP(1, hidden_units=[16], scale="exp")),
     "RealNVP(fraction)": Case(lambda: nfb.RealNVP(fraction_masked=0.5, hidden_units=[16]), size=4),
     "RealNVP(context)": Case(lambda: nfb.RealNVP(2, hidden_units=[16]), size=4, context=3),
     "RationalQuadraticSpline": Case(

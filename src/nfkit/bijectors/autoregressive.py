@@ -54,6 +54,36 @@ Scale = Literal["softplus", "exp"]
 _MIN_SCALE = 1e-3
 
 
+def check_scale(scale: str, log_scale_bound: float | None) -> None:
+    """Validate an affine layer's ``scale`` / ``log_scale_bound`` pair."""
+    if scale not in ("softplus", "exp"):
+        raise ValueError(f"scale must be 'softplus' or 'exp', got {scale!r}")
+    if scale == "softplus" and log_scale_bound is not None:
+        raise ValueError("log_scale_bound applies to scale='exp' only")
+
+
+def affine_transform(
+    value: Tensor, params: Any, scale: str, log_scale_bound: float | None, inverse: bool
+) -> Pair:
+    r"""An elementwise affine map from conditioner outputs ``(a, b)``, in either direction.
+
+    The density direction (``inverse=True``) is :math:`z = m \odot x + t` with
+    :math:`m = \operatorname{softplus}(b) + 10^{-3},\ t = a` (``scale="softplus"``) or
+    :math:`m = e^{-b},\ t = -a e^{-b}` (``scale="exp"``, TFP's :math:`x = z e^{b} + a`); the
+    sampling direction solves it for :math:`x`. Returns the output and the summed log-det.
+    """
+    a, b = split_shift_and_log_scale(params, log_scale_bound)
+    if scale == "exp":
+        m, log_m = torch.exp(-b), -b
+        t = -a * m
+    else:
+        m = F.softplus(b) + _MIN_SCALE
+        log_m, t = m.log(), a
+    if inverse:
+        return m * value + t, log_m.sum(-1)
+    return (value - t) / m, -log_m.sum(-1)
+
+
 class AutoregressiveBijector(Bijector):
     r"""Base of autoregressive layers: dim :math:`i` is transformed elementwise with parameters
     computed from the *data-side* dims before it, :math:`z_i = g(x_i;\ \theta(x_{<i}))`.
@@ -142,10 +172,7 @@ class MaskedAutoregressiveFlow(AutoregressiveBijector):
         log_scale_bound: float | None = None,
     ) -> None:
         super().__init__()
-        if scale not in ("softplus", "exp"):
-            raise ValueError(f"scale must be 'softplus' or 'exp', got {scale!r}")
-        if scale == "softplus" and log_scale_bound is not None:
-            raise ValueError("log_scale_bound applies to scale='exp' only")
+        check_scale(scale, log_scale_bound)
         self.shift_and_log_scale_fn = shift_and_log_scale_fn
         self.scale = scale
         self.log_scale_bound = log_scale_bound
@@ -154,17 +181,7 @@ class MaskedAutoregressiveFlow(AutoregressiveBijector):
         return f"scale={self.scale!r}"
 
     def _transform(self, value: Tensor, params: Any, inverse: bool) -> Pair:
-        # The density direction is z = m * x + t; sampling solves it for x.
-        a, b = split_shift_and_log_scale(params, self.log_scale_bound)
-        if self.scale == "exp":
-            m, log_m = torch.exp(-b), -b
-            t = -a * m
-        else:
-            m = F.softplus(b) + _MIN_SCALE
-            log_m, t = m.log(), a
-        if inverse:
-            return m * value + t, log_m.sum(-1)
-        return (value - t) / m, -log_m.sum(-1)
+        return affine_transform(value, params, self.scale, self.log_scale_bound, inverse)
 
 
 class InverseAutoregressiveFlow(Invert):

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from nfkit._config import Configurable
-from nfkit.bijectors.autoregressive import split_shift_and_log_scale
+from nfkit.bijectors.autoregressive import Scale, affine_transform, check_scale
 from nfkit.bijectors.base import Bijector, Context, Pair
 from nfkit.nets import MLP, Activation
 
@@ -152,14 +152,15 @@ class RealNVP(CouplingBijector):
     r"""Affine coupling layer (real NVP, Dinh et al. 2016).
 
     The first :math:`d` = ``num_masked`` dims pass through; the rest are scaled and shifted by
-    functions of them:
+    functions of them. In TFP's form (``scale="exp"``)
 
     .. math:: x_{1:d} = z_{1:d}, \qquad x_{d+1:D} = z_{d+1:D} \odot e^{\alpha(z_{1:d})}
               + \mu(z_{1:d}),
 
-    with :math:`\log|\det J_f| = \sum_i \alpha_i`. Both directions take one network pass, so
-    training, sampling and density evaluation are all cheap; alternate it with ``Permute`` or
-    ``Reverse`` so every dim gets transformed.
+    with :math:`\log|\det J_f| = \sum_i \alpha_i`; the default ``scale="softplus"`` is the
+    same layer with the softplus scale of :class:`MaskedAutoregressiveFlow`. Both directions
+    take one network pass, so training, sampling and density evaluation are all cheap;
+    alternate it with ``Permute`` or ``Reverse`` so every dim gets transformed.
 
     Args:
         num_masked: :math:`d`, how many leading dims are kept (``0 < d < D``).
@@ -169,7 +170,11 @@ class RealNVP(CouplingBijector):
         fraction_masked: alternatively, :math:`d` as a fraction of :math:`D`.
         hidden_units: hidden widths of the default conditioner.
         activation: activation of the default conditioner.
-        log_scale_bound: softly clip log-scales to :math:`(-B, B)` (``None``: no clipping).
+        scale: ``"softplus"`` (default): in the density direction
+            :math:`z_{d+1:D} = s \odot x_{d+1:D} + a` with :math:`s = \operatorname{softplus}(b)
+            + 10^{-3}`, as :class:`MaskedAutoregressiveFlow` (finite everywhere: the scale cannot
+            overflow far from the data); ``"exp"``: the formula above, as TFP.
+        log_scale_bound: with ``scale="exp"``, softly clip log-scales to :math:`(-B, B)`.
 
     References:
         Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
@@ -193,9 +198,12 @@ class RealNVP(CouplingBijector):
         fraction_masked: float | None = None,
         hidden_units: Sequence[int] = (64, 64),
         activation: Activation = "relu",
+        scale: Scale = "softplus",
         log_scale_bound: float | None = None,
     ) -> None:
         super().__init__(num_masked, fraction_masked)
+        check_scale(scale, log_scale_bound)
+        self.scale = scale
         self.log_scale_bound = log_scale_bound
         self.shift_and_log_scale_fn = shift_and_log_scale_fn or CouplingNetwork(
             hidden_units, activation
@@ -204,7 +212,4 @@ class RealNVP(CouplingBijector):
     conditioner_name = "shift_and_log_scale_fn"
 
     def _transform(self, part: Tensor, params: Any, inverse: bool) -> Pair:
-        shift, log_scale = split_shift_and_log_scale(params, self.log_scale_bound)
-        if inverse:
-            return (part - shift) * torch.exp(-log_scale), -log_scale.sum(-1)
-        return part * log_scale.exp() + shift, log_scale.sum(-1)
+        return affine_transform(part, params, self.scale, self.log_scale_bound, inverse)
