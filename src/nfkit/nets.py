@@ -162,9 +162,11 @@ class AutoregressiveNetwork(Configurable, nn.Module):
             ``1..D`` giving each input dim its degree.
         context_features: width of the conditioning input; when ``None`` and the net is built
             on first use, it is taken from the first ``context`` (none: an unconditional net).
-        zero_last: start the output layer at zero, so a flow built on the network starts as the
-            identity map (stable training at large learning rates); ``False`` draws it
-            Glorot-uniform like the hidden layers (TFP's initialisation).
+        zero_last: start the output layer at zero, so a flow built on the network starts as a
+            fixed map that ignores its input (the identity for splines and ``scale="exp"``
+            MAFs, a uniform widening by 1/0.69 for the default softplus MAF), which keeps
+            training at large learning rates stable; ``False`` draws it Glorot-uniform like the
+            hidden layers (TFP's initialisation).
 
     Shapes: input ``(*, D)``, context ``(*, C)``, output ``(*, D, params)``.
 
