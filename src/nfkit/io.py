@@ -35,7 +35,15 @@ from nfkit._config import REGISTRY, Configurable, register
 from nfkit._files import atomic_save_file
 from nfkit.distributions.base import Distribution
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "load", "read_header", "register", "save"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "load",
+    "load_with_header",
+    "read_header",
+    "register",
+    "save",
+]
 
 FORMAT_VERSION = 1
 
@@ -212,9 +220,7 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, Tensor]]:
     return header, tensors
 
 
-def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The checked header of a model file: ``config`` and ``metadata`` decoded from JSON."""
-    header, _ = _read(path)
+def _decoded(header: dict[str, str]) -> dict[str, Any]:
     return {
         **header,
         "config": json.loads(header["config"]),
@@ -222,14 +228,16 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Distribution:
-    """Rebuild the distribution saved at ``path`` (in eval mode, on ``map_location``).
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked header of a model file: ``config`` and ``metadata`` decoded from JSON."""
+    header, _ = _read(path)
+    return _decoded(header)
 
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ModelFileError: not an nfkit model, damaged or edited, or written by a newer nfkit.
 
-    """
+def load_with_header(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[Distribution, dict[str, Any]]:
+    """:func:`load` and :func:`read_header` from a single read of the file."""
     header, tensors = _read(path)
     try:
         model = _decode(json.loads(header["config"]), tensors)
@@ -240,4 +248,15 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> D
         model.load_state_dict(state, strict=True)
     except (TypeError, KeyError, RuntimeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: the model could not be rebuilt ({err})") from err
-    return model.to(map_location).eval()
+    return model.to(map_location).eval(), _decoded(header)
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Distribution:
+    """Rebuild the distribution saved at ``path`` (in eval mode, on ``map_location``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ModelFileError: not an nfkit model, damaged or edited, or written by a newer nfkit.
+
+    """
+    return load_with_header(path, map_location)[0]

@@ -24,7 +24,7 @@ from nfkit import __version__
 from nfkit.data import Standardization, Table, read_table
 from nfkit.distributions.base import Distribution
 from nfkit.flows import FLOWS
-from nfkit.io import load, read_header, save
+from nfkit.io import load_with_header, save
 from nfkit.report import write_pictures, write_report
 from nfkit.train.fit import fit
 
@@ -62,12 +62,12 @@ def start_run(args: dict[str, Any], out: Path, *, force: bool, quiet: bool) -> P
             f"--resume {out} to continue its training"
         )
     table = read_table(args["data"], args["columns"])
-    _standardization(table, args)  # refuse bad data before touching the folder
+    standard = _standardization(table, args)  # refuse bad data before touching the folder
     if exists:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(args, indent=2))
-    return _train(out, args, table, resumed=False, quiet=quiet)
+    return _train(out, args, table, standard, resumed=False, quiet=quiet)
 
 
 def resume_run(out: Path, *, quiet: bool) -> Path:
@@ -76,7 +76,8 @@ def resume_run(out: Path, *, quiet: bool) -> Path:
     if not run_file.is_file():
         raise UserError(f"{out} is not an nfkit run folder (no {RUN_FILE})")
     args = json.loads(run_file.read_text())
-    return _train(out, args, read_table(args["data"], args["columns"]), resumed=True, quiet=quiet)
+    table = read_table(args["data"], args["columns"])
+    return _train(out, args, table, _standardization(table, args), resumed=True, quiet=quiet)
 
 
 def _standardization(table: Table, args: dict[str, Any]) -> Standardization | None:
@@ -93,9 +94,16 @@ def _standardization(table: Table, args: dict[str, Any]) -> Standardization | No
     return standard
 
 
-def _train(out: Path, args: dict[str, Any], table: Table, *, resumed: bool, quiet: bool) -> Path:
+def _train(
+    out: Path,
+    args: dict[str, Any],
+    table: Table,
+    standard: Standardization | None,
+    *,
+    resumed: bool,
+    quiet: bool,
+) -> Path:
     values = table.values
-    standard = _standardization(table, args)
     y = standard.apply(values) if standard else values
     torch.manual_seed(args["seed"])
     flow = FLOWS[args["flow"]](values.shape[1], layers=args["layers"], hidden=args["hidden"])
@@ -203,8 +211,8 @@ def _model_path(model: Path) -> Path:
 
 def load_model(model: Path) -> tuple[Distribution, dict[str, Any]]:
     """The distribution in a model file (or run folder) and its metadata."""
-    path = _model_path(model)
-    return load(path), read_header(path)["metadata"]
+    dist, header = load_with_header(_model_path(model))
+    return dist, header["metadata"]
 
 
 def _write_rows(values: np.ndarray, header: list[str], output: Path | None) -> None:
@@ -252,8 +260,9 @@ def score_file(model: Path, data: str, output: Path | None) -> None:
 def describe(model: Path) -> str:
     """A text description: file, summary, standardization and the module tree."""
     path = _model_path(model)
-    dist, meta = load_model(model)
-    lines = [f"model file: {path} (nfkit format {read_header(path)['format_version']})"]
+    dist, header = load_with_header(path)
+    meta = header["metadata"]
+    lines = [f"model file: {path} (nfkit format {header['format_version']})"]
     lines += [f"{key}: {value}" for key, value in summary(meta, dist).items()]
     standard = meta.get("standardization")
     if standard:
