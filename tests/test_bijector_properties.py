@@ -14,6 +14,7 @@ import torch
 import nfkit
 import nfkit.bijectors as nfb
 import nfkit.distributions as nfd
+from nfkit.continuous import ContinuousFlow
 
 # Every check runs in float64 (the fixture is in conftest.py).
 pytestmark = pytest.mark.usefixtures("float64")
@@ -103,6 +104,16 @@ BIJECTORS: dict[str, Case] = {
         lambda: nfb.SplineCoupling(fraction_masked=0.5, bins=3, hidden_units=[16]),
         size=4,
         context=3,
+    ),
+    # Adaptive solves at tight tolerances: the ODE's error stays far below the checks' 1e-7.
+    "ContinuousFlow": Case(
+        lambda: ContinuousFlow(hidden_units=[8], activation="tanh", rtol=1e-10, atol=1e-10)
+    ),
+    "ContinuousFlow(context, adjoint)": Case(
+        lambda: ContinuousFlow(
+            hidden_units=[8], activation="softplus", rtol=1e-10, atol=1e-10, adjoint=True
+        ),
+        context=2,
     ),
     "Chain(MAF, Permute, RealNVP)": Case(
         lambda: nfb.Chain(

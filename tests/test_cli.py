@@ -71,6 +71,40 @@ def test_more_dimensions_get_a_corner_plot_and_npy_io(tmp_path):
     assert np.load(tmp_path / "s.npy").shape == (7, 4)
 
 
+def test_continuous_flow_by_flow_matching_then_resume(tmp_path, table):
+    args = [
+        "train",
+        table,
+        "--flow",
+        "cnf",
+        "--hidden",
+        "16",
+        "--lr-schedule",
+        "constant",
+        "--quiet",
+    ]
+    nfkit(*args, "--epochs", "4", "-o", "run", cwd=tmp_path)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["objective"] == "flow-matching"
+    assert len(metrics["flow_matching_loss"]) == len(metrics["val_loss"]) == 4
+    nfkit("log-prob", "run", table, "-o", "lp.csv", cwd=tmp_path)
+    lp = np.loadtxt(tmp_path / "lp.csv", delimiter=",", skiprows=1)
+    assert -lp.mean() == pytest.approx(metrics["train_nll"], abs=0.3)
+    assert "objective flow-matching" in nfkit("info", "run", cwd=tmp_path).stdout
+    # Stopped after its checkpoint of epoch 2 (as if killed), then resumed: same model.
+    nfkit(*args, "--epochs", "2", "-o", "cut", cwd=tmp_path)
+    run_file = tmp_path / "cut" / "run.json"
+    run_file.write_text(run_file.read_text().replace('"epochs": 2', '"epochs": 4'))
+    nfkit("train", "--resume", "cut", "--quiet", cwd=tmp_path)
+    resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert resumed["val_loss"] == pytest.approx(metrics["val_loss"])
+
+    result = nfkit(
+        "train", table, *SMALL, "--objective", "flow-matching", "-o", "x", cwd=tmp_path, check=False
+    )
+    assert result.returncode == 2 and "trains continuous flows only" in result.stderr
+
+
 def test_resume_after_a_kill_gives_the_uninterrupted_result(tmp_path, table):
     args = ["train", table, "--layers", "1", "--hidden", "16", "--epochs", "6"]
     args += ["--batch-size", "8", "--quiet"]

@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 
 _WHERE = {
     "bijectors": "nfkit.bijectors",
+    "continuous": "nfkit.continuous",
+    "fit_flow_matching": "nfkit.continuous",
     "distributions": "nfkit.distributions",
     "flows": "nfkit.flows",
     "History": "nfkit.train",
@@ -35,8 +37,10 @@ __all__ = [
     "NonFiniteLossError",
     "__version__",
     "bijectors",
+    "continuous",
     "distributions",
     "fit",
+    "fit_flow_matching",
     "flows",
     "load",
     "register",
@@ -44,8 +48,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from nfkit import bijectors, distributions, flows
+    from nfkit import bijectors, continuous, distributions, flows
     from nfkit._config import register
+    from nfkit.continuous import fit_flow_matching
     from nfkit.io import ModelFileError, load, save
     from nfkit.train import History, NonFiniteLossError, fit
 

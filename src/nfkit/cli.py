@@ -24,8 +24,17 @@ app = typer.Typer(
 )
 
 
+class Objective(str, enum.Enum):
+    """How to train: maximum likelihood, or flow matching (continuous flows only)."""
+
+    auto = "auto"
+    likelihood = "likelihood"
+    flow_matching = "flow-matching"
+    flow_matching_ot = "flow-matching-ot"
+
+
 class Flow(str, enum.Enum):
-    """Flow families the command knows (glow and cnf are planned)."""
+    """Flow families the command knows (glow is planned)."""
 
     maf = "maf"
     iaf = "iaf"
@@ -62,8 +71,20 @@ def train(
         ),
     ] = None,
     flow: Annotated[Flow, typer.Option(help="Flow family.")] = Flow.maf,
-    layers: Annotated[int, typer.Option(help="Flow layers.")] = 5,
-    hidden: Annotated[str, typer.Option(help="Hidden widths, comma-separated.")] = "128,128",
+    layers: Annotated[
+        int | None, typer.Option(help="Flow layers (default 5; cnf: 1 ODE block).")
+    ] = None,
+    hidden: Annotated[
+        str | None,
+        typer.Option(help="Hidden widths, comma-separated (default 128,128; cnf: 128,128,128)."),
+    ] = None,
+    objective: Annotated[
+        Objective,
+        typer.Option(
+            help="Training objective. auto: flow matching for cnf (no ODE solve per step), "
+            "maximum likelihood otherwise; flow-matching-ot pairs each batch by optimal transport."
+        ),
+    ] = Objective.auto,
     epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Rows per step.")] = 256,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
@@ -99,7 +120,8 @@ def train(
             "data": data,
             "flow": flow.value,
             "layers": layers,
-            "hidden": _ints(hidden),
+            "hidden": None if hidden is None else _ints(hidden),
+            "objective": objective.value,
             "epochs": epochs,
             "batch_size": batch_size,
             "lr": lr,

@@ -1,4 +1,4 @@
-r"""One-line flows with sensible defaults: ``maf``, ``iaf``, ``realnvp``, ``nsf``.
+r"""One-line flows with sensible defaults: ``maf``, ``iaf``, ``realnvp``, ``nsf``, ``cnf``.
 
 Each returns a :class:`~nfkit.distributions.TransformedDistribution` of a standard normal base:
 ``layers`` flow layers with a reversal of the coordinates between them, so that every
@@ -28,10 +28,11 @@ from nfkit.bijectors import (
     SplineCoupling,
 )
 from nfkit.bijectors.splines import spline_parameter_count
+from nfkit.continuous.cnf import ContinuousFlow, Divergence
 from nfkit.distributions import MultivariateNormalDiag, TransformedDistribution
 from nfkit.nets import Activation
 
-__all__ = ["FLOWS", "iaf", "maf", "nsf", "realnvp"]
+__all__ = ["FLOWS", "cnf", "iaf", "maf", "nsf", "realnvp"]
 
 
 def _stack(features: int, layers: int, make: Callable[[], Bijector]) -> TransformedDistribution:
@@ -162,9 +163,61 @@ def nsf(
     return _stack(features, layers, make)
 
 
+def cnf(
+    features: int,
+    *,
+    layers: int = 1,
+    hidden: Sequence[int] = (128, 128, 128),
+    activation: Activation = "silu",
+    divergence: Divergence | None = None,
+    method: str = "dopri5",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    adjoint: bool = False,
+) -> TransformedDistribution:
+    """Continuous normalizing flow (Chen et al. 2018; Grathwohl et al. 2019): one or more ODE
+    blocks with a time-conditioned MLP field (:class:`~nfkit.continuous.ContinuousFlow`).
+
+    Train it by maximum likelihood with :func:`nfkit.fit` or, much faster, by flow matching
+    with :func:`nfkit.continuous.fit_flow_matching` (single block).
+
+    Args:
+        features: data dimension D.
+        layers: ODE blocks, chained (FFJORD stacks several; flow matching trains one).
+        hidden: hidden widths of the field.
+        activation: smooth activation of the field.
+        divergence: ``"exact"`` or ``"hutchinson"`` during training; default exact up to
+            D = 10, Hutchinson above (evaluation is always exact).
+        method: the torchdiffeq solver (``"dopri5"``, or fixed-step methods with ``steps``).
+        rtol: relative tolerance of an adaptive solver.
+        atol: absolute tolerance of an adaptive solver.
+        adjoint: backpropagate by the adjoint ODE (constant memory).
+
+    """
+    if divergence is None:
+        divergence = "exact" if features <= 10 else "hutchinson"
+
+    def make() -> Bijector:
+        return ContinuousFlow(
+            hidden_units=hidden,
+            activation=activation,
+            divergence=divergence,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            adjoint=adjoint,
+        )
+
+    if features < 1 or layers < 1:
+        raise ValueError(f"features and layers must be positive, got {features} and {layers}")
+    bijector = make() if layers == 1 else Chain([make() for _ in range(layers)])
+    return TransformedDistribution(MultivariateNormalDiag(loc=[0.0] * features), bijector)
+
+
 FLOWS: dict[str, Callable[..., TransformedDistribution]] = {
     "maf": maf,
     "iaf": iaf,
     "realnvp": realnvp,
     "nsf": nsf,
+    "cnf": cnf,
 }

@@ -21,6 +21,7 @@ leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import os
@@ -107,6 +108,8 @@ def _decode(value: Any, tensors: dict[str, Tensor]) -> Any:
     if "class" in value:
         name = value["class"]
         if name not in REGISTRY:
+            _import_families()
+        if name not in REGISTRY:
             raise ModelFileError(
                 f"the model uses class {name!r}, which this program has not registered: import "
                 "the module that defines it (decorated with @nfkit.register) before loading"
@@ -115,6 +118,13 @@ def _decode(value: Any, tensors: dict[str, Tensor]) -> Any:
             REGISTRY[name], {k: _decode(v, tensors) for k, v in value["args"].items()}
         )
     raise ModelFileError(f"unexpected object in the model config: {sorted(value)}")
+
+
+def _import_families() -> None:
+    """Import nfkit's families that ``nfkit.distributions`` does not pull in, so that their
+    classes are registered (a model file may use a continuous flow).
+    """
+    importlib.import_module("nfkit.continuous")
 
 
 def _construct(cls: type, args: dict[str, Any]) -> Any:

@@ -1,4 +1,6 @@
-r"""Neural networks used inside bijectors: a plain MLP, masked linear layers and MADE."""
+r"""Neural networks used inside bijectors: a plain MLP, masked linear layers, MADE and the
+time-conditioned velocity network of continuous flows.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +14,13 @@ from torch import Tensor, nn
 
 from nfkit._config import Configurable
 
-__all__ = ["MLP", "AutoregressiveNetwork", "MaskedLinear", "activation_module"]
+__all__ = [
+    "MLP",
+    "AutoregressiveNetwork",
+    "MaskedLinear",
+    "VelocityNetwork",
+    "activation_module",
+]
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -287,3 +295,98 @@ class AutoregressiveNetwork(Configurable, nn.Module):
         return (
             f"params={self.params}, event_size={self.event_size}, hidden_units={self.hidden_units}"
         )
+
+
+class VelocityNetwork(Configurable, nn.Module):
+    r"""A time-dependent vector field :math:`v_\theta(x, t, c)` for continuous flows: an MLP
+    on :math:`x`, Fourier features of the time and an optional context.
+
+    The time enters as :math:`[t, \sin(\pi k t), \cos(\pi k t)]_{k=1..K}` concatenated to
+    :math:`x` (and the context), the "concat" conditioning of FFJORD. Use a smooth
+    ``activation``: the ODE solver and the divergence differentiate through the network. The
+    last layer starts at zero, so a new continuous flow is the identity map. Sizes are taken
+    from the first call unless ``features`` is given.
+
+    Args:
+        hidden_units: widths of the hidden layers.
+        activation: activation after each hidden layer.
+        time_frequencies: :math:`K`, the number of sine/cosine pairs of the time embedding.
+        features: :math:`D` (builds the layers now instead of on first use).
+        context_features: width of the context (with ``features``).
+
+    References:
+        Grathwohl et al., "FFJORD: Free-form Continuous Dynamics for Scalable Reversible
+        Generative Models", 2019, https://arxiv.org/abs/1810.01367.
+
+    Example:
+        >>> import torch, nfkit.nets as nets
+        >>> v = nets.VelocityNetwork([16], features=2)
+        >>> v(torch.randn(5, 2), torch.tensor(0.5)).shape
+        torch.Size([5, 2])
+
+    """
+
+    def __init__(
+        self,
+        hidden_units: Sequence[int] = (64, 64),
+        activation: Activation = "silu",
+        *,
+        time_frequencies: int = 3,
+        features: int | None = None,
+        context_features: int = 0,
+    ) -> None:
+        super().__init__()
+        if time_frequencies < 0:
+            raise ValueError(f"time_frequencies must be >= 0, got {time_frequencies}")
+        self.hidden_units = list(hidden_units)
+        self.activation = activation
+        self.time_frequencies = time_frequencies
+        self.register_buffer(
+            "frequencies",
+            math.pi * torch.arange(1, time_frequencies + 1, dtype=torch.float32),
+            persistent=False,
+        )
+        self.mlp: MLP | None = None
+        if features is not None:
+            self._build(features, context_features)
+
+    def _build(
+        self,
+        features: int,
+        context_features: int,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        width = features + 1 + 2 * self.time_frequencies + context_features
+        self.mlp = MLP(
+            width, features, self.hidden_units, activation=self.activation, zero_last=True
+        ).to(device=device, dtype=dtype)
+        self.frequencies = self.frequencies.to(device=device, dtype=dtype)
+        self._sizes = (features, context_features)
+
+    def forward(self, x: Tensor, t: Tensor | float, context: Tensor | None = None) -> Tensor:
+        """:math:`v(x, t, c)` for ``x`` of shape ``(*, D)`` and a scalar or ``(*,)`` time."""
+        t = torch.as_tensor(t, device=x.device, dtype=x.dtype)
+        batch = (
+            x.shape[:-1]
+            if context is None
+            else torch.broadcast_shapes(x.shape[:-1], context.shape[:-1])
+        )
+        t = t.reshape((*t.shape, 1) if t.ndim else (1,)).expand(*batch, 1)
+        parts = [x.expand(*batch, -1), t]
+        if self.time_frequencies:
+            angle = t * self.frequencies.to(x.dtype)
+            parts += [angle.sin(), angle.cos()]
+        if context is not None:
+            parts.append(context.expand(*batch, -1))
+        if self.mlp is None:
+            context_features = 0 if context is None else context.shape[-1]
+            self._build(x.shape[-1], context_features, x.device, x.dtype)
+        assert self.mlp is not None
+        return self.mlp(torch.cat(parts, dim=-1))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.mlp is not None:
+            config.update(features=self._sizes[0], context_features=self._sizes[1])
+        return config

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import shutil
 import sys
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from nfkit import __version__
+from nfkit.continuous import fit_flow_matching
 from nfkit.data import Standardization, Table, read_table
 from nfkit.distributions.base import Distribution
 from nfkit.flows import FLOWS
@@ -55,6 +57,11 @@ def start_run(args: dict[str, Any], out: Path, *, force: bool, quiet: bool) -> P
             f"--flow {args['flow']} is not available yet in this nfkit; use one of "
             f"{', '.join(FLOWS)}"
         )
+    if _objective(args) != "likelihood" and args["flow"] != "cnf":
+        raise UserError(
+            f"--objective {args['objective']} trains continuous flows only; use --flow cnf, or "
+            "--objective likelihood"
+        )
     exists = out.exists() and any(out.iterdir())
     if exists and not force:
         raise UserError(
@@ -78,6 +85,16 @@ def resume_run(out: Path, *, quiet: bool) -> Path:
     args = json.loads(run_file.read_text())
     table = read_table(args["data"], args["columns"])
     return _train(out, args, table, _standardization(table, args), resumed=True, quiet=quiet)
+
+
+def _objective(args: dict[str, Any]) -> str:
+    """``likelihood``, ``flow-matching`` or ``flow-matching-ot``; ``auto`` picks flow matching
+    for continuous flows (no ODE solve per step) and maximum likelihood for the others.
+    """
+    objective = args.get("objective", "auto")
+    if objective == "auto":
+        return "flow-matching" if args["flow"] == "cnf" else "likelihood"
+    return objective
 
 
 def _standardization(table: Table, args: dict[str, Any]) -> Standardization | None:
@@ -106,32 +123,51 @@ def _train(
     values = table.values
     y = standard.apply(values) if standard else values
     torch.manual_seed(args["seed"])
-    flow = FLOWS[args["flow"]](values.shape[1], layers=args["layers"], hidden=args["hidden"])
+    sizes = {k: args[k] for k in ("layers", "hidden") if args.get(k) is not None}
+    flow = FLOWS[args["flow"]](values.shape[1], **sizes)
+    objective = _objective(args)
+    rows, split = y.astype(np.float32), {"validation_split": args["validation_split"]}
+    train = fit
+    if objective != "likelihood":
+        coupling = "ot" if objective == "flow-matching-ot" else "independent"
+        train = functools.partial(fit_flow_matching, coupling=coupling)
+        # Split here, to score the training rows by likelihood after training.
+        if args["validation_split"]:
+            order = np.random.default_rng(args["seed"]).permutation(len(rows))
+            held_out = round(args["validation_split"] * len(rows))
+            split = {"validation_data": rows[order[:held_out]]}
+            rows = rows[order[held_out:]]
     start = time.perf_counter()
-    history = fit(
+    history = train(
         flow,
-        y.astype(np.float32),
+        rows,
         epochs=args["epochs"],
         batch_size=args["batch_size"],
         lr=args["lr"],
         lr_schedule=args["lr_schedule"],
-        validation_split=args["validation_split"],
         patience=args["patience"],
         seed=args["seed"],
         verbose=0 if quiet else 1,
         checkpoint=out / CHECKPOINT_FILE,
         resume=resumed,
+        **split,
     )
     model = standard.bijector()(flow) if standard else flow
     # Per-epoch NLL in data units: the standardization adds sum(log s) nats.
     shift = float(np.log(standard.std).sum()) if standard else 0.0
     curves = {k: [v + shift for v in vs] for k, vs in history.history.items() if "loss" in k}
+    if objective != "likelihood":
+        # The training loss is a regression loss, not an NLL: score (up to 5000) training rows
+        # once, by the exact likelihood.
+        curves["flow_matching_loss"] = history.history["loss"]
+        curves["loss"] = [_mean_nll(flow, rows[:5000]) + shift]
     metrics = {
         **curves,
         "lr": history.history.get("lr", []),
         "epochs": len(history.epoch),
         "best_epoch": None if history.best_epoch is None else history.best_epoch + 1,
         "stopped_early": history.stopped_early,
+        "objective": objective,
         "train_nll": curves["loss"][-1],
         "val_nll": curves["val_loss"][-1] if "val_loss" in curves else None,
         "best_val_nll": min(curves["val_loss"]) if "val_loss" in curves else None,
@@ -156,7 +192,7 @@ def _train(
         out,
         columns=table.columns,
         image_shape=table.image_shape,
-        history=curves,
+        history={k: v for k, v in curves.items() if len(v) > 1},
         seed=args["seed"],
     )
     write_report(
@@ -181,6 +217,11 @@ def _train(
     return out
 
 
+def _mean_nll(flow: Distribution, rows: np.ndarray) -> float:
+    with torch.no_grad():
+        return -float(flow.log_prob(torch.as_tensor(rows, dtype=flow.dtype)).mean())
+
+
 def summary(metadata: dict[str, Any], model: Distribution) -> dict[str, Any]:
     """The facts a person wants first about a trained model."""
     m = metadata.get("metrics", {})
@@ -189,7 +230,8 @@ def summary(metadata: dict[str, Any], model: Distribution) -> dict[str, Any]:
     return {
         "data": metadata.get("source"),
         "columns": ", ".join(metadata.get("columns", [])),
-        "flow": f"{args.get('flow')} ({args.get('layers')} layers, hidden {args.get('hidden')})",
+        "flow": f"{args.get('flow')} ({args.get('layers') or 'default'} layers, hidden "
+        f"{args.get('hidden') or 'default'}, objective {_objective(args)})",
         "parameters": f"{params:,}",
         "standardized": "yes" if metadata.get("standardization") else "no",
         "epochs": m.get("epochs"),

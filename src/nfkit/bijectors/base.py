@@ -212,6 +212,19 @@ class Chain(Bijector):
             total = total + log_det
         return x, total
 
+    def forward(self, z: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
+        # Each part's own forward: parts such as continuous flows skip their log-det then.
+        self._check_rank(z, None, "z")
+        for b in reversed(self.bijectors):
+            z = b.forward(z, context=context)
+        return z
+
+    def inverse(self, x: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_rank(x, None, "x")
+        for b in self.bijectors:
+            x = b.inverse(x, context=context)
+        return x
+
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(b).replace("\n", "\n  ") for b in self.bijectors)
         return f"nfkit.bijectors.Chain([\n  {inner},\n])"

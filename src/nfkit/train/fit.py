@@ -26,9 +26,10 @@ from nfkit.train.checkpoint import (
     write_checkpoint,
 )
 
-__all__ = ["History", "NonFiniteLossError", "fit"]
+__all__ = ["History", "NonFiniteLossError", "fit", "negative_log_likelihood"]
 
 Callback = Callable[[int, dict[str, float]], bool | None]
+Objective = Callable[[Distribution, Tensor, Tensor | None], Tensor]
 OptimizerSpec = str | Callable[..., torch.optim.Optimizer]
 ScheduleSpec = str | Callable[[torch.optim.Optimizer, int], Any] | None
 
@@ -136,6 +137,13 @@ def _grad_norm(params: list[nn.Parameter], clip: float | None) -> Tensor:
     return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
 
 
+def negative_log_likelihood(
+    distribution: Distribution, batch: Tensor, context: Tensor | None
+) -> Tensor:
+    """The default objective: the mean negative log-likelihood of the batch (nats per row)."""
+    return -distribution._log_prob(batch, context).mean()
+
+
 def _mean_nll(dist: Distribution, data: Tensor, context: Tensor | None, chunk: int = 8192) -> float:
     with torch.no_grad():
         total = 0.0
@@ -197,6 +205,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
+    objective: Objective = negative_log_likelihood,
 ) -> History:
     r"""Train ``distribution`` by maximum likelihood on ``data`` (chapter eq. 7.3).
 
@@ -233,6 +242,11 @@ def fit(
         resume: continue from ``checkpoint`` when it exists. With the same distribution
             architecture, data and arguments, an interrupted run resumed this way ends with the
             same weights and history as one that was never interrupted.
+        objective: the loss of a batch, ``objective(distribution, batch, context)`` (default:
+            :func:`negative_log_likelihood`); validation always reports the NLL. Modules with a
+            ``pop_penalty()`` method (a continuous flow's kinetic energy) add the
+            regularization they computed during the pass.
+            :func:`nfkit.continuous.fit_flow_matching` passes its flow-matching loss here.
 
     Returns:
         A :class:`History` whose ``history["loss"]`` (and ``"val_loss"``) has one value per epoch.
@@ -297,6 +311,7 @@ def fit(
     params = [p for p in distribution.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the distribution has no trainable parameters")
+    penalized = [m.pop_penalty for m in distribution.modules() if hasattr(m, "pop_penalty")]
     opt = _optimizer(optimizer, params, lr, weight_decay)
     batches = _Batches(train_x, train_c, batch_size, shuffle, generator)
     steps = len(batches)
@@ -336,7 +351,11 @@ def fit(
                 if xb.device != device:
                     xb = xb.to(device)
                     cb = None if cb is None else cb.to(device)
-                loss = -distribution._log_prob(xb, cb).mean()
+                loss = objective(distribution, xb, cb)
+                for pop_penalty in penalized:
+                    penalty = pop_penalty()
+                    if penalty is not None:
+                        loss = loss + penalty
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 norm = _grad_norm(params, clip_grad_norm)
