@@ -34,6 +34,7 @@ format: $(STAMP)
 
 figures: $(STAMP)
 	$(PY) examples/chapter7_moons.py --out docs/chapter7 --seed 0
+	$(PY) examples/flow_matching.py --out docs/flow_matching.png --seed 0
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -42,7 +43,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) density2d.py
+	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) density2d.py && ../$(PY) flow_matching16d.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -31,6 +31,15 @@ class Case:
     size: int = 3
     domain: str = "real"  # where forward's input lives
     context: int = 0  # width of a conditioning input, 0 for none
+    # None: parameters replaced by N(0, 0.4^2) draws; a number: built parameters jittered by
+    # that much (deep stacks whose fully random weights would be numerically singular).
+    jitter: float | None = None
+
+
+def _batchnorm_eval():
+    b = nfb.BatchNorm(3, momentum=1.0)
+    b.inverse(torch.randn(64, 3) * 2.0 + 1.0)  # running statistics from one batch
+    return b.eval()
 
 
 def _made(**kw):
@@ -53,6 +62,40 @@ BIJECTORS: dict[str, Case] = {
     "ScaleMatvecDiag": Case(lambda: nfb.ScaleMatvecDiag(torch.randn(3))),
     "ScaleMatvecTriL": Case(lambda: nfb.ScaleMatvecTriL(_tril(3))),
     "Permute": Case(lambda: nfb.Permute([2, 0, 1])),
+    "ScaleMatvecLU": Case(lambda: nfb.ScaleMatvecLU(features=3)),
+    "ScaleMatvecLU(permutation)": Case(
+        lambda: nfb.ScaleMatvecLU(torch.nn.Parameter(torch.randn(4, 4)), [2, 0, 3, 1]), size=4
+    ),
+    "InvertibleConv1x1": Case(lambda: nfb.FlatImage(nfb.InvertibleConv1x1(3), [3, 2, 2]), size=12),
+    "ActNorm": Case(lambda: nfb.ActNorm(3, data_init=False)),
+    "ActNorm(lazy)": Case(lambda: nfb.ActNorm(data_init=False), size=4),
+    "ActNorm(image)": Case(
+        lambda: nfb.FlatImage(nfb.ActNorm(2, event_ndims=3, data_init=False), [2, 3, 2]), size=12
+    ),
+    "BatchNorm(eval)": Case(_batchnorm_eval),
+    # FlatImage needs a shape-preserving image bijector: squeeze, mix channels, unsqueeze.
+    "Squeeze, 1x1 conv, unsqueeze": Case(
+        lambda: nfb.FlatImage(
+            nfb.Chain([nfb.Invert(nfb.Squeeze()), nfb.InvertibleConv1x1(8), nfb.Squeeze()]),
+            [2, 2, 4],
+        ),
+        size=16,
+    ),
+    "GlowCoupling": Case(
+        lambda: nfb.FlatImage(nfb.GlowCoupling(hidden_channels=4), [3, 2, 2]), size=12
+    ),
+    "GlowCoupling(exp)": Case(
+        lambda: nfb.FlatImage(nfb.GlowCoupling(hidden_channels=4, scale="exp"), [2, 2, 1]), size=4
+    ),
+    "FactorOut": Case(
+        lambda: nfb.FlatImage(nfb.FactorOut(nfb.InvertibleConv1x1(2), keep=2), [3, 2, 1]), size=6
+    ),
+    # A whole Glow level (squeeze, 2 steps, a factored-out inner level), ActNorm in eval mode.
+    "Glow level": Case(
+        lambda: nfb.FlatImage(nfkit.flows._glow_level(1, 0, 2, 2, 4), [1, 4, 4]).eval(),
+        size=16,
+        jitter=0.2,
+    ),
     "Reverse": Case(nfb.Reverse),
     "Shift(Scale)": Case(lambda: nfb.Shift(torch.randn(3))(nfb.Scale(torch.randn(3)))),
     "Chain(vector, elementwise)": Case(
@@ -143,7 +186,10 @@ def _build(name: str, batch: tuple[int, ...] = (7,)):
     bijector.forward(z, context=context)  # builds lazy networks
     with torch.no_grad():
         for p in bijector.parameters():
-            p.copy_(torch.randn_like(p) * 0.4)
+            if case.jitter is None:
+                p.copy_(torch.randn_like(p) * 0.4)
+            else:
+                p.add_(torch.randn_like(p) * case.jitter)
     return bijector, z, context
 
 

@@ -105,6 +105,16 @@ def test_continuous_flow_by_flow_matching_then_resume(tmp_path, table):
     assert result.returncode == 2 and "trains continuous flows only" in result.stderr
 
 
+def test_glow_on_the_digits_images(tmp_path, table):
+    nfkit("train", "digits", "--flow", "glow", *SMALL, "--hidden", "8", "-o", "run", cwd=tmp_path)
+    assert (tmp_path / "run" / "samples.png").is_file()
+    nfkit("sample", "run", "-n", "5", "-o", "s.npy", cwd=tmp_path)
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (5, 64) and samples.min() > -1.0 and samples.max() < 18.0
+    result = nfkit("train", table, "--flow", "glow", *SMALL, "-o", "x", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "--flow glow models images" in result.stderr
+
+
 def test_resume_after_a_kill_gives_the_uninterrupted_result(tmp_path, table):
     args = ["train", table, "--layers", "1", "--hidden", "16", "--epochs", "6"]
     args += ["--batch-size", "8", "--quiet"]

@@ -273,3 +273,12 @@ def test_cnf_builder_saves_and_loads(tmp_path):
     loaded = nfkit.load(nfkit.save(flow, tmp_path / "cnf.safetensors"))
     assert isinstance(loaded.bijector, ContinuousFlow)
     torch.testing.assert_close(loaded.log_prob(x), flow.log_prob(x))
+
+
+def test_trajectory_starts_at_the_base_point_and_ends_at_forward():
+    cnf = ContinuousFlow(_random_field(2, seed=10), rtol=1e-7, atol=1e-7)
+    z = torch.randn(6, 2)
+    path = cnf.trajectory(z, 9)
+    assert path.shape == (9, 6, 2)
+    torch.testing.assert_close(path[0], z)
+    torch.testing.assert_close(path[-1], cnf.forward(z), atol=1e-4, rtol=1e-4)

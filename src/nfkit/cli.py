@@ -34,7 +34,7 @@ class Objective(str, enum.Enum):
 
 
 class Flow(str, enum.Enum):
-    """Flow families the command knows (glow is planned)."""
+    """Flow families the command knows."""
 
     maf = "maf"
     iaf = "iaf"
@@ -72,11 +72,15 @@ def train(
     ] = None,
     flow: Annotated[Flow, typer.Option(help="Flow family.")] = Flow.maf,
     layers: Annotated[
-        int | None, typer.Option(help="Flow layers (default 5; cnf: 1 ODE block).")
+        int | None,
+        typer.Option(help="Flow layers (default 5; cnf: 1 ODE block; glow: 4 steps per level)."),
     ] = None,
     hidden: Annotated[
         str | None,
-        typer.Option(help="Hidden widths, comma-separated (default 128,128; cnf: 128,128,128)."),
+        typer.Option(
+            help="Hidden widths, comma-separated (default 128,128; cnf: 128,128,128; glow: the "
+            "coupling networks' channels, 64)."
+        ),
     ] = None,
     objective: Annotated[
         Objective,

@@ -14,25 +14,43 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
+import torch
+
 from nfkit.bijectors import (
+    ActNorm,
     AutoregressiveNetwork,
     Bijector,
     Chain,
+    FactorOut,
+    FlatImage,
+    GlowCoupling,
     InverseAutoregressiveFlow,
+    Invert,
+    InvertibleConv1x1,
     MaskedAutoregressiveFlow,
     MaskedAutoregressiveSpline,
     RealNVP,
     Reverse,
+    Scale,
+    Shift,
+    Sigmoid,
     SplineCoupling,
+    Squeeze,
 )
 from nfkit.bijectors.splines import spline_parameter_count
 from nfkit.continuous.cnf import ContinuousFlow, Divergence
-from nfkit.distributions import MultivariateNormalDiag, TransformedDistribution
+from nfkit.distributions import (
+    Independent,
+    MultivariateNormalDiag,
+    Normal,
+    TransformedDistribution,
+)
 from nfkit.nets import Activation
 
-__all__ = ["FLOWS", "cnf", "iaf", "maf", "nsf", "realnvp"]
+__all__ = ["FLOWS", "cnf", "glow", "iaf", "maf", "nsf", "realnvp"]
 
 
 def _stack(features: int, layers: int, make: Callable[[], Bijector]) -> TransformedDistribution:
@@ -174,6 +192,8 @@ def cnf(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     adjoint: bool = False,
+    kinetic_energy: float = 0.0,
+    jacobian_norm: float = 0.0,
 ) -> TransformedDistribution:
     """Continuous normalizing flow (Chen et al. 2018; Grathwohl et al. 2019): one or more ODE
     blocks with a time-conditioned MLP field (:class:`~nfkit.continuous.ContinuousFlow`).
@@ -192,6 +212,8 @@ def cnf(
         rtol: relative tolerance of an adaptive solver.
         atol: absolute tolerance of an adaptive solver.
         adjoint: backpropagate by the adjoint ODE (constant memory).
+        kinetic_energy: RNODE weight of the kinetic energy in maximum-likelihood training.
+        jacobian_norm: RNODE weight of the Jacobian's Frobenius norm.
 
     """
     if divergence is None:
@@ -206,12 +228,92 @@ def cnf(
             rtol=rtol,
             atol=atol,
             adjoint=adjoint,
+            kinetic_energy=kinetic_energy,
+            jacobian_norm=jacobian_norm,
         )
 
     if features < 1 or layers < 1:
         raise ValueError(f"features and layers must be positive, got {features} and {layers}")
     bijector = make() if layers == 1 else Chain([make() for _ in range(layers)])
     return TransformedDistribution(MultivariateNormalDiag(loc=[0.0] * features), bijector)
+
+
+def _glow_level(channels: int, level: int, levels: int, steps: int, hidden: int) -> Bijector:
+    """Squeeze, ``steps`` Glow steps, the next level on half the channels, unsqueeze (listed in
+    the density direction's order: the data is squeezed first).
+    """
+    channels *= 4
+    parts: list[Bijector] = [Invert(Squeeze())]
+    for _ in range(steps):
+        parts += [
+            ActNorm(channels, event_ndims=3),
+            InvertibleConv1x1(channels),
+            GlowCoupling(hidden_channels=hidden),
+        ]
+    if level + 1 < levels:
+        parts.append(FactorOut(_glow_level(channels // 2, level + 1, levels, steps, hidden)))
+    parts.append(Squeeze())
+    return Chain(parts)
+
+
+def glow(
+    image_shape: Sequence[int],
+    *,
+    levels: int = 2,
+    steps: int = 4,
+    hidden_channels: int = 64,
+    logit_alpha: float | None = 0.05,
+    flat: bool = False,
+) -> TransformedDistribution:
+    r"""Glow (Kingma & Dhariwal 2018) with RealNVP's multi-scale architecture, for images with
+    values in [0, 1] (channels first).
+
+    Each level squeezes 2x2 pixels into channels, runs ``steps`` steps of ActNorm → invertible
+    1x1 convolution → affine coupling (a conv net), and hands half of the channels to the next
+    level, the other half going to the base (standard normal over the image). With
+    ``logit_alpha`` = :math:`\alpha`, the data first goes through
+    :math:`y = \operatorname{logit}(\alpha + (1 - 2\alpha) x)` (RealNVP's pre-processing of
+    bounded data), part of the model, so ``log_prob`` is the density of :math:`x` itself.
+    Dequantize integer pixels first (:func:`nfkit.data.dequantize`).
+
+    Args:
+        image_shape: ``(C, H, W)`` or ``(H, W)``; H and W divisible by :math:`2^{levels}`.
+        levels: number of scales.
+        steps: Glow steps per level.
+        hidden_channels: width of the coupling networks.
+        logit_alpha: :math:`\alpha` of the logit pre-processing, or ``None`` for none.
+        flat: model rows of :math:`CHW` pixels instead of images (tables, the command line).
+
+    Example:
+        >>> import torch, nfkit
+        >>> flow = nfkit.flows.glow((8, 8), levels=2, steps=1, hidden_channels=8)
+        >>> flow.log_prob(torch.rand(3, 1, 8, 8)).shape, flow.sample(2).shape
+        (torch.Size([3]), torch.Size([2, 1, 8, 8]))
+
+    """
+    shape = tuple(image_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"image_shape must be (C, H, W) or (H, W), got {tuple(image_shape)}")
+    if levels < 1 or steps < 1:
+        raise ValueError(f"levels and steps must be positive, got {levels} and {steps}")
+    if shape[1] % 2**levels or shape[2] % 2**levels:
+        raise ValueError(
+            f"{levels} levels halve the image {levels} times: height and width must be "
+            f"divisible by {2**levels}, got {shape[1]}x{shape[2]}"
+        )
+    parts: list[Bijector] = []
+    if logit_alpha is not None:
+        if not 0.0 < logit_alpha < 0.5:
+            raise ValueError(f"logit_alpha must lie in (0, 0.5), got {logit_alpha}")
+        parts += [Scale(1.0 / (1.0 - 2.0 * logit_alpha)), Shift(-logit_alpha), Sigmoid()]
+    parts.append(_glow_level(shape[0], 0, levels, steps, hidden_channels))
+    if flat:
+        base = MultivariateNormalDiag(loc=[0.0] * math.prod(shape))
+        return TransformedDistribution(base, FlatImage(Chain(parts), shape))
+    base = Independent(Normal(torch.zeros(shape), torch.ones(shape)), 3)
+    return TransformedDistribution(base, Chain(parts))
 
 
 FLOWS: dict[str, Callable[..., TransformedDistribution]] = {

@@ -16,6 +16,7 @@ from nfkit._config import Configurable
 
 __all__ = [
     "MLP",
+    "ConvNet",
     "AutoregressiveNetwork",
     "MaskedLinear",
     "VelocityNetwork",
@@ -389,4 +390,57 @@ class VelocityNetwork(Configurable, nn.Module):
         config = super().get_config()
         if self.mlp is not None:
             config.update(features=self._sizes[0], context_features=self._sizes[1])
+        return config
+
+
+class ConvNet(Configurable, nn.Module):
+    r"""Glow's coupling network for images ``(*, C, H, W)``: a 3x3 convolution, ReLU, a 1x1
+    convolution, ReLU, and a zero-initialized 3x3 convolution (the coupling starts as the
+    identity), padding kept so the output has the input's height and width. Built on first use.
+
+    Args:
+        out_channels: output channels.
+        hidden_channels: width of the two hidden layers.
+        in_channels: input channels (builds the layers now instead of on first use).
+
+    References:
+        Kingma, Dhariwal, "Glow", 2018, https://arxiv.org/abs/1807.03039.
+
+    """
+
+    def __init__(
+        self, out_channels: int, hidden_channels: int = 64, *, in_channels: int | None = None
+    ) -> None:
+        super().__init__()
+        self.out_channels, self.hidden_channels = out_channels, hidden_channels
+        self.net: nn.Sequential | None = None
+        if in_channels is not None:
+            self._build(in_channels)
+
+    def _build(
+        self, in_channels: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        last = nn.Conv2d(self.hidden_channels, self.out_channels, 3, padding=1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, self.hidden_channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(self.hidden_channels, self.hidden_channels, 1),
+            nn.ReLU(),
+            last,
+        ).to(device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.net is None:
+            self._build(x.shape[-3], x.device, x.dtype)
+        assert self.net is not None
+        batch = x.shape[:-3]
+        out = self.net(x.reshape(-1, *x.shape[-3:]))
+        return out.reshape(*batch, *out.shape[-3:])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.net is not None:
+            config["in_channels"] = self.net[0].in_channels
         return config

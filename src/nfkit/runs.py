@@ -25,7 +25,7 @@ from nfkit import __version__
 from nfkit.continuous import fit_flow_matching
 from nfkit.data import Standardization, Table, read_table
 from nfkit.distributions.base import Distribution
-from nfkit.flows import FLOWS
+from nfkit.flows import FLOWS, glow
 from nfkit.io import load_with_header, save
 from nfkit.report import write_pictures, write_report
 from nfkit.train.fit import fit
@@ -52,7 +52,7 @@ class UserError(ValueError):
 
 def start_run(args: dict[str, Any], out: Path, *, force: bool, quiet: bool) -> Path:
     """Check the data, create ``out`` (``force``: replace it), record ``args`` and train."""
-    if args["flow"] not in FLOWS:
+    if args["flow"] not in FLOWS and args["flow"] != "glow":
         raise UserError(
             f"--flow {args['flow']} is not available yet in this nfkit; use one of "
             f"{', '.join(FLOWS)}"
@@ -97,10 +97,46 @@ def _objective(args: dict[str, Any]) -> str:
     return objective
 
 
+def _unit_range(table: Table) -> Standardization:
+    """Glow's data scaling: all pixels to [0, 1] by the data's own range (its logit
+    pre-processing needs bounded values), kept in the model as the standardization is.
+    """
+    if table.image_shape is None:
+        raise UserError(
+            f"--flow glow models images, but {table.source} has no image shape: use an image "
+            "data set (digits) or an NPY file of images, shaped (N, H, W) or (N, C, H, W)"
+        )
+    low, high = float(table.values.min()), float(table.values.max())
+    if not high > low:
+        raise UserError(f"{table.source}: every pixel has the same value; nothing to model")
+    columns = table.values.shape[1]
+    return Standardization([low] * columns, [high - low] * columns)
+
+
+def _build_flow(args: dict[str, Any], table: Table) -> Distribution:
+    """The flow the arguments ask for, before training, in standardized units."""
+    if args["flow"] == "glow":
+        assert table.image_shape is not None
+        shape = tuple(table.image_shape)
+        shape = (1, *shape) if len(shape) == 2 else shape
+        levels = 2 if shape[1] % 4 == 0 and shape[2] % 4 == 0 else 1
+        return glow(
+            shape,
+            levels=levels,
+            steps=args.get("layers") or 4,
+            hidden_channels=(args.get("hidden") or [64])[0],
+            flat=True,
+        )
+    sizes = {k: args[k] for k in ("layers", "hidden") if args.get(k) is not None}
+    return FLOWS[args["flow"]](table.values.shape[1], **sizes)
+
+
 def _standardization(table: Table, args: dict[str, Any]) -> Standardization | None:
     rows = table.values.shape[0]
     if rows < 2:
         raise UserError(f"{table.source} has {rows} row; need at least 2")
+    if args["flow"] == "glow":
+        return _unit_range(table)
     standard = Standardization.of(table.values, table.columns) if args["standardize"] else None
     held_out = round(args["validation_split"] * rows)
     if args["validation_split"] and not 1 <= held_out < rows:
@@ -123,8 +159,7 @@ def _train(
     values = table.values
     y = standard.apply(values) if standard else values
     torch.manual_seed(args["seed"])
-    sizes = {k: args[k] for k in ("layers", "hidden") if args.get(k) is not None}
-    flow = FLOWS[args["flow"]](values.shape[1], **sizes)
+    flow = _build_flow(args, table)
     objective = _objective(args)
     rows, split = y.astype(np.float32), {"validation_split": args["validation_split"]}
     train = fit

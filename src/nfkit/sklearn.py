@@ -17,6 +17,7 @@ import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from nfkit.continuous import fit_flow_matching
 from nfkit.data.standardize import Standardization
 from nfkit.distributions.base import Distribution
 from nfkit.flows import FLOWS
@@ -29,8 +30,10 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
     """Density estimation with a normalizing flow (neural spline flow by default), sklearn style.
 
     Args:
-        flow: ``"maf"``, ``"iaf"``, ``"realnvp"`` or ``"nsf"`` (see :mod:`nfkit.flows`).
-        layers: flow layers.
+        flow: ``"maf"``, ``"iaf"``, ``"realnvp"``, ``"nsf"`` or ``"cnf"`` (see
+            :mod:`nfkit.flows`); a ``"cnf"`` is one ODE block trained by flow matching, and its
+            log-densities carry the ODE solver's tolerance (about 1e-5).
+        layers: flow layers (not used by ``"cnf"``).
         hidden: hidden widths of each layer's network.
         epochs: training passes over the data.
         batch_size: rows per step.
@@ -95,9 +98,15 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
             standard = Standardization(X.mean(axis=0).tolist(), std.tolist())
         y_std = standard.apply(X) if standard else X
         torch.manual_seed(seed)
-        flow = FLOWS[self.flow](X.shape[1], layers=self.layers, hidden=list(self.hidden))
+        sizes = {"hidden": list(self.hidden)}
+        train = fit_flow
+        if self.flow == "cnf":
+            train = fit_flow_matching
+        else:
+            sizes["layers"] = self.layers
+        flow = FLOWS[self.flow](X.shape[1], **sizes)
         use_validation = self.validation_fraction and X.shape[0] * self.validation_fraction >= 1
-        self.history_ = fit_flow(
+        self.history_ = train(
             flow,
             y_std.astype(np.float32),
             epochs=self.epochs,

@@ -1,6 +1,13 @@
 """Bijectors: invertible maps with tractable log-determinants (TFP's ``tfb`` vocabulary)."""
 
-from nfkit.bijectors.affine import Scale, ScaleMatvecDiag, ScaleMatvecTriL, Shift
+from nfkit.bijectors.affine import (
+    InvertibleConv1x1,
+    Scale,
+    ScaleMatvecDiag,
+    ScaleMatvecLU,
+    ScaleMatvecTriL,
+    Shift,
+)
 from nfkit.bijectors.autoregressive import (
     AutoregressiveBijector,
     AutoregressiveNetwork,
@@ -17,10 +24,20 @@ from nfkit.bijectors.elementwise import (
     Softplus,
     Tanh,
 )
+from nfkit.bijectors.multiscale import FactorOut, FlatImage, GlowCoupling, Squeeze
+from nfkit.bijectors.normalization import ActNorm, BatchNorm
 from nfkit.bijectors.nsf import MaskedAutoregressiveSpline, SplineCoupling
 from nfkit.bijectors.permute import Permute, Reverse
 
 __all__ = [
+    "FactorOut",
+    "FlatImage",
+    "GlowCoupling",
+    "Squeeze",
+    "ActNorm",
+    "BatchNorm",
+    "InvertibleConv1x1",
+    "ScaleMatvecLU",
     "AutoregressiveBijector",
     "AutoregressiveNetwork",
     "Bijector",

@@ -196,6 +196,10 @@ class ContinuousFlow(Bijector):
         self.last_nfe = 0
         self._penalty: Tensor | None = None
 
+    def _solver_options(self) -> dict[str, Any]:
+        options = None if self.steps is None else {"step_size": 1.0 / self.steps}
+        return {"rtol": self.rtol, "atol": self.atol, "method": self.method, "options": options}
+
     def _solve(self, value: Tensor, context: Context, inverse: bool, log_det: bool) -> Pair:
         if context is not None:
             batch = torch.broadcast_shapes(value.shape[:-1], context.shape[:-1])
@@ -214,13 +218,7 @@ class ContinuousFlow(Bijector):
             zero = value.new_zeros(value.shape[:-1])
             state += (zero, zero, zero) if regularize else (zero,)
         span = torch.tensor([1.0, 0.0] if inverse else [0.0, 1.0]).to(value)
-        options = None if self.steps is None else {"step_size": 1.0 / self.steps}
-        kwargs: dict[str, Any] = {
-            "rtol": self.rtol,
-            "atol": self.atol,
-            "method": self.method,
-            "options": options,
-        }
+        kwargs = self._solver_options()
         self.last_nfe = 0
         if self.adjoint:
             params = tuple(p for p in self.velocity.parameters() if p.requires_grad)
@@ -253,6 +251,30 @@ class ContinuousFlow(Bijector):
     def inverse(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
         self._check_rank(x, None, "x")
         return self._solve(x, context, inverse=True, log_det=False)[0]
+
+    def trajectory(
+        self, z: Tensor, times: int | Tensor = 11, *, context: Tensor | None = None
+    ) -> Tensor:
+        r"""The path :math:`x(t)` of base points ``z`` (shape ``(*, D)``) at ``times`` (a count
+        of equally spaced times in [0, 1], or a 1-D tensor of them, increasing); returns
+        ``(T, *, D)``, ``x(0) = z`` first. For pictures of the flow; no gradients.
+
+        Example:
+            >>> import torch
+            >>> from nfkit.continuous import ContinuousFlow
+            >>> ContinuousFlow(hidden_units=[8]).trajectory(torch.zeros(4, 2), 5).shape
+            torch.Size([5, 4, 2])
+
+        """
+        self._check_rank(z, None, "z")
+        grid = torch.linspace(0.0, 1.0, times) if isinstance(times, int) else times
+        grid = grid.to(z)
+        if getattr(self.velocity, "mlp", True) is None:
+            self._solve(z, context, inverse=False, log_det=False)
+        dynamics = _Dynamics(self, context, None, log_det=False, regularize=False)
+        with torch.no_grad():
+            (path,) = odeint(dynamics, (z,), grid, **self._solver_options())
+        return path
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "velocity": self.velocity}

@@ -3,6 +3,7 @@ sets with their exact densities.
 """
 
 from nfkit.data.files import DATASETS, Table, read_table
+from nfkit.data.images import bits_per_dim, dequantize, digits_images
 from nfkit.data.moons import moons_entropy, moons_log_prob
 from nfkit.data.standardize import Standardization
 from nfkit.data.validate import as_data_tensor
@@ -12,6 +13,9 @@ __all__ = [
     "Standardization",
     "Table",
     "as_data_tensor",
+    "bits_per_dim",
+    "dequantize",
+    "digits_images",
     "moons_entropy",
     "moons_log_prob",
     "read_table",
