@@ -23,7 +23,7 @@ from nfkit.data.toy2d import TOY2D
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("docs/flow_matching.png"))
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     toy = TOY2D["8gaussians"]
@@ -52,7 +52,7 @@ def main():
             print(f"{coupling}: held-out NLL {nll:.3f} nats, trained in {seconds:.0f} s")
             path = flow.bijector.trajectory(flow.distribution.sample(300), 21)
             ax = axes[row, 0]
-            ax.plot(path[:, :, 0], path[:, :, 1], color="tab:blue", alpha=0.15, lw=0.6)
+            ax.plot(path[:, :, 0], path[:, :, 1], color="tab:blue", alpha=0.5, lw=0.8)
             ax.scatter(path[0, :, 0], path[0, :, 1], s=3, color="black", label="t = 0 (base)")
             ax.scatter(path[-1, :, 0], path[-1, :, 1], s=3, color="tab:red", label="t = 1 (data)")
             ax.set(xlim=lim, ylim=lim, aspect="equal")
