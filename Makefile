@@ -36,6 +36,7 @@ figures: $(STAMP)
 	$(PY) examples/chapter7_moons.py --out docs/chapter7 --seed 0
 	$(PY) examples/flow_matching.py --out docs/flow_matching.png --seed 0
 	$(PY) examples/glow_digits.py --out docs/glow_digits.png --seed 0
+	$(PY) examples/flowavenet_sequences.py --out docs/flowavenet.png --seed 0
 
 BENCH_STAMP := $(VENV)/.bench-installed
 

@@ -36,6 +36,11 @@ class Case:
     jitter: float | None = None
 
 
+def _sequence(bijector, channels=2, length=None):
+    """A sequence bijector on flat rows of ``channels`` x ``length`` (default: 12 values)."""
+    return nfb.FlatImage(bijector, [channels, length or 12 // channels])
+
+
 def _batchnorm_eval():
     b = nfb.BatchNorm(3, momentum=1.0)
     b.inverse(torch.randn(64, 3) * 2.0 + 1.0)  # running statistics from one batch
@@ -89,6 +94,23 @@ BIJECTORS: dict[str, Case] = {
     ),
     "FactorOut": Case(
         lambda: nfb.FlatImage(nfb.FactorOut(nfb.InvertibleConv1x1(2), keep=2), [3, 2, 1]), size=6
+    ),
+    "ActNorm(sequence)": Case(
+        lambda: _sequence(nfb.ActNorm(2, event_ndims=2, data_init=False)), size=12
+    ),
+    "WaveNetCoupling": Case(
+        lambda: _sequence(nfb.WaveNetCoupling(hidden_channels=4, layers=2)), size=12
+    ),
+    "WaveNetCoupling(swap, exp)": Case(
+        lambda: _sequence(
+            nfb.WaveNetCoupling(hidden_channels=4, layers=2, swap=True, scale="exp"), channels=3
+        ),
+        size=12,
+    ),
+    "FloWaveNet block": Case(
+        lambda: _sequence(nfkit.flows._flowavenet_block(0, 2, 2, 4, 2).eval(), 1, 8),
+        size=8,
+        jitter=0.2,
     ),
     # A whole Glow level (squeeze, 2 steps, a factored-out inner level), ActNorm in eval mode.
     "Glow level": Case(

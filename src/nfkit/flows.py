@@ -39,6 +39,8 @@ from nfkit.bijectors import (
     Sigmoid,
     SplineCoupling,
     Squeeze,
+    SqueezeTime,
+    WaveNetCoupling,
 )
 from nfkit.bijectors.splines import spline_parameter_count
 from nfkit.continuous.cnf import ContinuousFlow, Divergence
@@ -50,7 +52,7 @@ from nfkit.distributions import (
 )
 from nfkit.nets import Activation
 
-__all__ = ["FLOWS", "cnf", "glow", "iaf", "maf", "nsf", "realnvp"]
+__all__ = ["FLOWS", "cnf", "flowavenet", "glow", "iaf", "maf", "nsf", "realnvp"]
 
 
 def _stack(features: int, layers: int, make: Callable[[], Bijector]) -> TransformedDistribution:
@@ -314,6 +316,66 @@ def glow(
         return TransformedDistribution(base, FlatImage(Chain(parts), shape))
     base = Independent(Normal(torch.zeros(shape), torch.ones(shape)), 3)
     return TransformedDistribution(base, Chain(parts))
+
+
+def _flowavenet_block(block: int, blocks: int, flows: int, hidden: int, layers: int) -> Bijector:
+    """Squeeze time, ``flows`` steps (ActNorm, WaveNet coupling alternating halves), the next
+    block, unsqueeze; listed in the density direction's order.
+    """
+    parts: list[Bijector] = [Invert(SqueezeTime())]
+    for i in range(flows):
+        parts += [
+            ActNorm(event_ndims=2),
+            WaveNetCoupling(hidden_channels=hidden, layers=layers, swap=bool(i % 2)),
+        ]
+    if block + 1 < blocks:
+        parts.append(_flowavenet_block(block + 1, blocks, flows, hidden, layers))
+    parts.append(SqueezeTime())
+    return Chain(parts)
+
+
+def flowavenet(
+    sequence_shape: Sequence[int],
+    *,
+    blocks: int = 2,
+    flows: int = 4,
+    hidden_channels: int = 32,
+    layers: int = 4,
+) -> TransformedDistribution:
+    """FloWaveNet (Kim et al. 2019) for sequences ``(C, T)`` or ``(T,)``: each block folds pairs
+    of time steps into channels (:class:`~nfkit.bijectors.SqueezeTime`) and runs ``flows``
+    steps of ActNorm and an affine coupling whose network is a WaveNet of dilated causal
+    convolutions (alternating which half of the channels is kept); blocks nest, each on the
+    previous one's squeezed sequence. A standard normal base over the whole sequence.
+
+    Args:
+        sequence_shape: ``(C, T)`` or ``(T,)``; T divisible by :math:`2^{blocks}`.
+        blocks: squeeze-and-flow blocks.
+        flows: coupling steps per block.
+        hidden_channels: width of the WaveNets.
+        layers: residual blocks per WaveNet (dilations 1, 2, 4, ...).
+
+    Example:
+        >>> import torch, nfkit
+        >>> flow = nfkit.flows.flowavenet((16,), blocks=2, flows=2, hidden_channels=8)
+        >>> flow.log_prob(torch.randn(3, 1, 16)).shape, flow.sample(2).shape
+        (torch.Size([3]), torch.Size([2, 1, 16]))
+
+    """
+    shape = tuple(sequence_shape)
+    shape = (1, *shape) if len(shape) == 1 else shape
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"sequence_shape must be (C, T) or (T,), got {tuple(sequence_shape)}")
+    if blocks < 1 or flows < 1:
+        raise ValueError(f"blocks and flows must be positive, got {blocks} and {flows}")
+    if shape[1] % 2**blocks:
+        raise ValueError(
+            f"{blocks} blocks halve the sequence {blocks} times: its length must be divisible "
+            f"by {2**blocks}, got {shape[1]}"
+        )
+    bijector = _flowavenet_block(0, blocks, flows, hidden_channels, layers)
+    base = Independent(Normal(torch.zeros(shape), torch.ones(shape)), 2)
+    return TransformedDistribution(base, bijector)
 
 
 FLOWS: dict[str, Callable[..., TransformedDistribution]] = {

@@ -20,6 +20,7 @@ __all__ = [
     "AutoregressiveNetwork",
     "MaskedLinear",
     "VelocityNetwork",
+    "WaveNet",
     "activation_module",
 ]
 
@@ -443,4 +444,87 @@ class ConvNet(Configurable, nn.Module):
         config = super().get_config()
         if self.net is not None:
             config["in_channels"] = self.net[0].in_channels
+        return config
+
+
+class WaveNet(Configurable, nn.Module):
+    r"""A WaveNet-style network for sequences ``(*, C, T)``: a 1x1 convolution to
+    ``hidden_channels``, then ``layers`` residual blocks of dilated causal convolutions
+    (dilation :math:`2^l`, so the receptive field is :math:`2^{L}(k-1) + 1` steps) with gated
+    activations :math:`\tanh(a) \odot \sigma(b)`, skip connections summed, and a
+    zero-initialized 1x1 convolution to ``out_channels`` (a coupling built on it starts as the
+    identity). Built on first use.
+
+    Args:
+        out_channels: output channels.
+        hidden_channels: residual and skip width.
+        layers: residual blocks.
+        kernel_size: width of the dilated convolutions.
+        in_channels: input channels (builds the layers now instead of on first use).
+
+    References:
+        van den Oord et al., "WaveNet: A Generative Model for Raw Audio", 2016,
+        https://arxiv.org/abs/1609.03499; Kim et al., "FloWaveNet", ICML 2019,
+        https://arxiv.org/abs/1811.02155.
+
+    Example:
+        >>> import torch
+        >>> WaveNet(4, 8, layers=3)(torch.randn(2, 3, 16)).shape
+        torch.Size([2, 4, 16])
+
+    """
+
+    def __init__(
+        self,
+        out_channels: int,
+        hidden_channels: int = 32,
+        *,
+        layers: int = 4,
+        kernel_size: int = 3,
+        in_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.out_channels, self.hidden_channels = out_channels, hidden_channels
+        self.layers, self.kernel_size = layers, kernel_size
+        self.front: nn.Conv1d | None = None
+        if in_channels is not None:
+            self._build(in_channels)
+
+    def _build(
+        self, in_channels: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        h = self.hidden_channels
+        self.front = nn.Conv1d(in_channels, h, 1)
+        self.dilated = nn.ModuleList(
+            nn.Conv1d(h, 2 * h, self.kernel_size, dilation=2**i) for i in range(self.layers)
+        )
+        # The last block's residual output would feed nothing: only its skip is kept.
+        self.residual = nn.ModuleList(nn.Conv1d(h, h, 1) for _ in range(self.layers - 1))
+        self.skip = nn.ModuleList(nn.Conv1d(h, h, 1) for _ in range(self.layers))
+        self.out = nn.Conv1d(h, self.out_channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.to(device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.front is None:
+            self._build(x.shape[-2], x.device, x.dtype)
+        assert self.front is not None
+        batch = x.shape[:-2]
+        h = self.front(x.reshape(-1, *x.shape[-2:]))
+        skips = torch.zeros_like(h)
+        for i, (conv, skip) in enumerate(zip(self.dilated, self.skip, strict=True)):
+            pad = (self.kernel_size - 1) * 2**i  # causal: pad on the left only
+            a, b = conv(F.pad(h, (pad, 0))).chunk(2, dim=-2)
+            gated = torch.tanh(a) * torch.sigmoid(b)
+            skips = skips + skip(gated)
+            if i < len(self.residual):
+                h = h + self.residual[i](gated)
+        out = self.out(torch.relu(skips))
+        return out.reshape(*batch, *out.shape[-2:])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.front is not None:
+            config["in_channels"] = self.front.in_channels
         return config

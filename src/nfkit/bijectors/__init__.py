@@ -24,12 +24,22 @@ from nfkit.bijectors.elementwise import (
     Softplus,
     Tanh,
 )
-from nfkit.bijectors.multiscale import FactorOut, FlatImage, GlowCoupling, Squeeze
+from nfkit.bijectors.multiscale import (
+    ChannelCoupling,
+    FactorOut,
+    FlatImage,
+    GlowCoupling,
+    Squeeze,
+)
 from nfkit.bijectors.normalization import ActNorm, BatchNorm
 from nfkit.bijectors.nsf import MaskedAutoregressiveSpline, SplineCoupling
 from nfkit.bijectors.permute import Permute, Reverse
+from nfkit.bijectors.sequence import SqueezeTime, WaveNetCoupling
 
 __all__ = [
+    "ChannelCoupling",
+    "SqueezeTime",
+    "WaveNetCoupling",
     "FactorOut",
     "FlatImage",
     "GlowCoupling",

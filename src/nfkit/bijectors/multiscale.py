@@ -17,7 +17,7 @@ from nfkit.bijectors.autoregressive import Scale, affine_transform, check_scale
 from nfkit.bijectors.base import Bijector, Context, Pair
 from nfkit.nets import ConvNet
 
-__all__ = ["FactorOut", "FlatImage", "GlowCoupling", "Squeeze"]
+__all__ = ["ChannelCoupling", "FactorOut", "FlatImage", "GlowCoupling", "Squeeze"]
 
 
 class Squeeze(Bijector):
@@ -94,20 +94,65 @@ class FactorOut(Bijector):
         return self._run(x, context, inverse=True)
 
 
-class GlowCoupling(Bijector):
-    r"""Affine coupling over channels (Glow): the first half of the channels passes through and
-    a convolutional network of it gives a shift and scale for every pixel of the other half,
+class ChannelCoupling(Bijector):
+    r"""Base of affine couplings over the channels of images or sequences: one half of the
+    channels passes through and a network of it gives a shift and scale for every element of
+    the other half,
 
     .. math:: z_b = s(x_a) \odot x_b + t(x_a), \qquad \log|\det J_{f^{-1}}| = \sum \log s,
 
     with the softplus scale of :class:`MaskedAutoregressiveFlow` by default (``scale="exp"``
-    for :math:`s = e^{\cdot}`). The network's last layer starts at zero: the identity.
+    for :math:`s = e^{\cdot}`). Channels are the first event dim (``-forward_min_event_ndims``).
+    Subclasses set the event rank and ``_default_network(out_channels)``.
+    """
+
+    def __init__(self, network: nn.Module | None, scale: Scale, swap: bool) -> None:
+        super().__init__()
+        check_scale(scale, None)
+        self.network, self.scale, self.swap = network, scale, swap
+
+    def _default_network(self, out_channels: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _couple(self, value: Tensor, context: Context, inverse: bool) -> Pair:
+        nd = self.forward_min_event_ndims
+        channels = value.shape[-nd]
+        if channels < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 channels; squeeze the input first"
+            )
+        first, second = value.split([channels // 2, channels - channels // 2], dim=-nd)
+        kept, part = (second, first) if self.swap else (first, second)
+        if self.network is None:
+            self.network = self._default_network(2 * part.shape[-nd]).to(value)
+        params = self.network(kept).unflatten(-nd, (2, part.shape[-nd]))
+        shift = params.select(-nd - 1, 0).flatten(-nd)
+        raw = params.select(-nd - 1, 1).flatten(-nd)
+        out, log_det = affine_transform(part.flatten(-nd), (shift, raw), self.scale, None, inverse)
+        out = out.unflatten(-1, part.shape[-nd:])
+        return torch.cat([out, kept] if self.swap else [kept, out], dim=-nd), log_det
+
+    def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
+        return self._couple(z, context, inverse=False)
+
+    def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
+        return self._couple(x, context, inverse=True)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "network": self.network}
+
+
+class GlowCoupling(ChannelCoupling):
+    r"""Glow's affine coupling over the channels of images ``(*, C, H, W)``: the first half of
+    the channels gives, through a convolutional network, a shift and scale for every pixel of
+    the other half (see :class:`ChannelCoupling`). The network's last layer starts at zero.
 
     Args:
         network: a module from ``(*, C_a, H, W)`` to ``(*, 2 C_b, H, W)``; defaults to a
             :class:`~nfkit.nets.ConvNet` with ``hidden_channels``.
         hidden_channels: width of the default network.
         scale: ``"softplus"`` or ``"exp"``.
+        swap: keep the second half of the channels instead of the first.
 
     References:
         Kingma, Dhariwal, "Glow", 2018, https://arxiv.org/abs/1807.03039.
@@ -122,44 +167,25 @@ class GlowCoupling(Bijector):
         *,
         hidden_channels: int = 64,
         scale: Scale = "softplus",
+        swap: bool = False,
     ) -> None:
-        super().__init__()
-        check_scale(scale, None)
-        self.scale = scale
+        super().__init__(network, scale, swap)
         self.hidden_channels = hidden_channels
-        self.network = network
 
-    def _couple(self, value: Tensor, context: Context, inverse: bool) -> Pair:
-        channels = value.shape[-3]
-        if channels < 2:
-            raise ValueError("GlowCoupling needs at least 2 channels; Squeeze the image first")
-        kept, part = value[..., : channels // 2, :, :], value[..., channels // 2 :, :, :]
-        if self.network is None:
-            self.network = ConvNet(2 * part.shape[-3], self.hidden_channels).to(value)
-        params = self.network(kept).unflatten(-3, (2, part.shape[-3]))
-        shift, raw = params[..., 0, :, :, :].flatten(-3), params[..., 1, :, :, :].flatten(-3)
-        out, log_det = affine_transform(part.flatten(-3), (shift, raw), self.scale, None, inverse)
-        return torch.cat([kept, out.unflatten(-1, part.shape[-3:])], dim=-3), log_det
-
-    def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
-        return self._couple(z, context, inverse=False)
-
-    def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
-        return self._couple(x, context, inverse=True)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "network": self.network}
+    def _default_network(self, out_channels: int) -> nn.Module:
+        return ConvNet(out_channels, self.hidden_channels)
 
 
 class FlatImage(Bijector):
-    r"""An image bijector seen as a bijector on flat rows: ``(*, C*H*W)`` is reshaped to
-    ``(*, C, H, W)``, transformed, and flattened back (a reshape has log-det 0), so that tables
-    of pixels — the command line, the scikit-learn estimator — can use image flows.
+    r"""An image (or sequence) bijector seen as a bijector on flat rows: ``(*, C*H*W)`` is
+    reshaped to ``(*, C, H, W)``, transformed, and flattened back (a reshape has log-det 0), so
+    that tables of pixels — the command line, the scikit-learn estimator — can use image flows.
 
     Args:
-        bijector: a bijector on images (event rank 3) that keeps their shape (a lone
-            :class:`Squeeze` does not; a Glow level, squeezed and unsqueezed, does).
-        image_shape: ``(C, H, W)``.
+        bijector: a bijector on images (event rank 3) or sequences (rank 2) that keeps their
+            shape (a lone :class:`Squeeze` does not; a Glow level, squeezed and unsqueezed,
+            does).
+        image_shape: ``(C, H, W)``, or ``(C, T)`` for sequences.
 
     Example:
         >>> import torch, nfkit.bijectors as nfb
@@ -173,8 +199,8 @@ class FlatImage(Bijector):
 
     def __init__(self, bijector: Bijector, image_shape: Sequence[int]) -> None:
         super().__init__()
-        if len(image_shape) != 3:
-            raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
+        if len(image_shape) not in (2, 3):
+            raise ValueError(f"image_shape must be (C, H, W) or (C, T), got {tuple(image_shape)}")
         self.bijector, self.image_shape = bijector, [int(n) for n in image_shape]
 
     def _run(self, value: Tensor, context: Context, method: str) -> Pair:
@@ -183,14 +209,15 @@ class FlatImage(Bijector):
             raise ValueError(
                 f"expected rows of {size} pixels (image {self.image_shape}), got {value.shape[-1]}"
             )
+        nd = len(self.image_shape)
         image = value.unflatten(-1, self.image_shape)
-        out, log_det = getattr(self.bijector, method)(image, event_ndims=3, context=context)
-        if list(out.shape[-3:]) != self.image_shape:
+        out, log_det = getattr(self.bijector, method)(image, event_ndims=nd, context=context)
+        if list(out.shape[-nd:]) != self.image_shape:
             raise ValueError(
-                f"FlatImage needs a bijector that keeps the image shape {self.image_shape}; "
-                f"{type(self.bijector).__name__} returned {list(out.shape[-3:])}"
+                f"FlatImage needs a bijector that keeps the shape {self.image_shape}; "
+                f"{type(self.bijector).__name__} returned {list(out.shape[-nd:])}"
             )
-        return out.flatten(-3), log_det
+        return out.flatten(-nd), log_det
 
     def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
         return self._run(z, context, "forward_and_log_det")

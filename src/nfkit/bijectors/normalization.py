@@ -2,6 +2,7 @@ r"""Normalization layers as bijectors: ActNorm (Glow) and BatchNorm (RealNVP, MA
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -13,12 +14,12 @@ __all__ = ["ActNorm", "BatchNorm"]
 
 
 def _feature_dim(event_ndims: int) -> int:
-    if event_ndims not in (1, 3):
+    if event_ndims not in (1, 2, 3):
         raise ValueError(
-            f"event_ndims must be 1 (vectors, features last) or 3 (images (C, H, W)), got "
-            f"{event_ndims}"
+            f"event_ndims must be 1 (vectors (D,)), 2 (sequences (C, T)) or 3 (images (C, H, W)), "
+            f"got {event_ndims}"
         )
-    return -1 if event_ndims == 1 else -3
+    return -event_ndims
 
 
 class ActNorm(Bijector):
@@ -35,7 +36,8 @@ class ActNorm(Bijector):
 
     Args:
         features: :math:`D` (or channels :math:`C`); ``None`` takes it from the first input.
-        event_ndims: 1 for vectors ``(*, D)``, 3 for images ``(*, C, H, W)``.
+        event_ndims: 1 for vectors ``(*, D)``, 2 for sequences ``(*, C, T)``, 3 for images
+            ``(*, C, H, W)`` (one pair per channel).
         data_init: initialize from the first batch (``False``: start as the identity).
 
     References:
@@ -79,8 +81,8 @@ class ActNorm(Bijector):
         return self.loc, self.log_scale
 
     def _log_det(self, log_scale: Tensor, value: Tensor) -> Tensor:
-        pixels = 1 if self._dim == -1 else value.shape[-1] * value.shape[-2]
-        return log_scale.sum() * pixels
+        positions = math.prod(value.shape[self._dim + 1 :]) if self._dim < -1 else 1
+        return log_scale.sum() * positions
 
     def _initialize(self, x: Tensor) -> None:
         assert self.loc is not None and self.log_scale is not None

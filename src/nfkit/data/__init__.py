@@ -5,6 +5,7 @@ sets with their exact densities.
 from nfkit.data.files import DATASETS, Table, read_table
 from nfkit.data.images import bits_per_dim, dequantize, digits_images
 from nfkit.data.moons import moons_entropy, moons_log_prob
+from nfkit.data.sequences import damped_oscillations, noise_entropy_per_step
 from nfkit.data.standardize import Standardization
 from nfkit.data.validate import as_data_tensor
 
@@ -14,9 +15,11 @@ __all__ = [
     "Table",
     "as_data_tensor",
     "bits_per_dim",
+    "damped_oscillations",
     "dequantize",
     "digits_images",
     "moons_entropy",
     "moons_log_prob",
+    "noise_entropy_per_step",
     "read_table",
 ]

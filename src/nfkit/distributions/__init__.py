@@ -1,6 +1,7 @@
 """Distributions: base densities and transformed distributions (TFP's ``tfd`` vocabulary)."""
 
 from nfkit.distributions.base import Distribution
+from nfkit.distributions.mixture import MixtureSameFamily
 from nfkit.distributions.simple import Independent, MultivariateNormalDiag, Normal, Uniform
 from nfkit.distributions.torch_compat import AsTorchDistribution, TorchDistribution
 from nfkit.distributions.transformed import TransformedDistribution
@@ -9,6 +10,7 @@ __all__ = [
     "AsTorchDistribution",
     "Distribution",
     "Independent",
+    "MixtureSameFamily",
     "MultivariateNormalDiag",
     "Normal",
     "TorchDistribution",
