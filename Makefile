@@ -37,6 +37,7 @@ figures: $(STAMP)
 	$(PY) examples/flow_matching.py --out docs/flow_matching.png --seed 0
 	$(PY) examples/glow_digits.py --out docs/glow_digits.png --seed 0
 	$(PY) examples/flowavenet_sequences.py --out docs/flowavenet.png --seed 0
+	$(PY) examples/torus.py --out docs/torus.png --seed 0
 
 BENCH_STAMP := $(VENV)/.bench-installed
 

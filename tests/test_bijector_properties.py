@@ -112,6 +112,18 @@ BIJECTORS: dict[str, Case] = {
         size=8,
         jitter=0.2,
     ),
+    "CircularSpline": Case(
+        lambda: nfb.CircularSpline(
+            torch.nn.Parameter(torch.randn(3, 5)),
+            torch.nn.Parameter(torch.randn(3, 5)),
+            torch.nn.Parameter(torch.randn(3, 5)),
+            torch.nn.Parameter(torch.randn(3)),
+        ),
+        domain="angle",
+    ),
+    "CircularCoupling": Case(
+        lambda: nfb.CircularCoupling(1, bins=4, hidden_units=[8]), size=3, domain="angle"
+    ),
     # A whole Glow level (squeeze, 2 steps, a factored-out inner level), ActNorm in eval mode.
     "Glow level": Case(
         lambda: nfb.FlatImage(nfkit.flows._glow_level(1, 0, 2, 2, 4), [1, 4, 4]).eval(),
@@ -195,6 +207,7 @@ def _inputs(case: Case, shape: tuple[int, ...]) -> torch.Tensor:
         "positive": u * 3.0,
         "unit": u,
         "symmetric-unit": 2.0 * u - 1.0,
+        "angle": 6.0 * u - 3.0,  # inside [-pi, pi)
     }[case.domain]
 
 

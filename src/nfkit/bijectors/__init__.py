@@ -15,6 +15,7 @@ from nfkit.bijectors.autoregressive import (
     MaskedAutoregressiveFlow,
 )
 from nfkit.bijectors.base import Bijector, Chain, Invert, NotInvertibleError
+from nfkit.bijectors.circular import AngleFeatures, CircularCoupling, CircularSpline, wrap_angle
 from nfkit.bijectors.coupling import CouplingBijector, CouplingNetwork, RealNVP
 from nfkit.bijectors.elementwise import (
     Exp,
@@ -37,6 +38,10 @@ from nfkit.bijectors.permute import Permute, Reverse
 from nfkit.bijectors.sequence import SqueezeTime, WaveNetCoupling
 
 __all__ = [
+    "AngleFeatures",
+    "CircularCoupling",
+    "CircularSpline",
+    "wrap_angle",
     "ChannelCoupling",
     "SqueezeTime",
     "WaveNetCoupling",

@@ -82,7 +82,9 @@ def rational_quadratic_spline(
         raw_widths: unconstrained bin widths ``(*, K)`` (softmax-normalised to span 2B).
         raw_heights: unconstrained bin heights ``(*, K)``.
         raw_slopes: unconstrained slopes at the ``K - 1`` inner knots ``(*, K - 1)``
-            (softplus, offset so that zeros give slope 1).
+            (softplus, offset so that zeros give slope 1); or ``(*, K)``, the last one being the
+            slope at both ends: a circular spline, a diffeomorphism of :math:`[-B, B)` with its
+            ends identified (Rezende et al. 2020), when :math:`B = \pi`.
         inverse: map ``y -> x`` instead of ``x -> y``.
         bound: the spline acts on ``[-bound, bound]``; the identity outside.
         min_bin_width: smallest bin width, as a fraction of ``2 * bound``.
@@ -99,8 +101,12 @@ def rational_quadratic_spline(
     xk, widths = _knots(raw_widths, bound, min_bin_width)
     yk, heights = _knots(raw_heights, bound, min_bin_height)
     inner = min_slope + F.softplus(raw_slopes + _IDENTITY_SLOPE)
-    ones = inner.new_ones((*inner.shape[:-1], 1))
-    slopes = torch.cat([ones, inner, ones], dim=-1)
+    if raw_slopes.shape[-1] == raw_widths.shape[-1]:
+        # Circular: one more slope, shared by both ends, so the spline closes smoothly.
+        slopes = torch.cat([inner[..., -1:], inner[..., :-1], inner[..., -1:]], dim=-1)
+    else:
+        ones = inner.new_ones((*inner.shape[:-1], 1))
+        slopes = torch.cat([ones, inner, ones], dim=-1)
 
     edges = yk if inverse else xk
     index = torch.searchsorted(edges[..., 1:-1].contiguous(), x[..., None], right=True)[..., 0]

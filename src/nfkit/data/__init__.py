@@ -7,6 +7,7 @@ from nfkit.data.images import bits_per_dim, dequantize, digits_images
 from nfkit.data.moons import moons_entropy, moons_log_prob
 from nfkit.data.sequences import damped_oscillations, noise_entropy_per_step
 from nfkit.data.standardize import Standardization
+from nfkit.data.torus import torsion_log_prob, torsion_sample
 from nfkit.data.validate import as_data_tensor
 
 __all__ = [
@@ -22,4 +23,6 @@ __all__ = [
     "moons_log_prob",
     "noise_entropy_per_step",
     "read_table",
+    "torsion_log_prob",
+    "torsion_sample",
 ]

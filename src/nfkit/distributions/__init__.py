@@ -2,7 +2,13 @@
 
 from nfkit.distributions.base import Distribution
 from nfkit.distributions.mixture import MixtureSameFamily
-from nfkit.distributions.simple import Independent, MultivariateNormalDiag, Normal, Uniform
+from nfkit.distributions.simple import (
+    Independent,
+    MultivariateNormalDiag,
+    Normal,
+    Uniform,
+    VonMises,
+)
 from nfkit.distributions.torch_compat import AsTorchDistribution, TorchDistribution
 from nfkit.distributions.transformed import TransformedDistribution
 
@@ -16,4 +22,5 @@ __all__ = [
     "TorchDistribution",
     "TransformedDistribution",
     "Uniform",
+    "VonMises",
 ]
