@@ -240,6 +240,31 @@ def cnf(
     return TransformedDistribution(MultivariateNormalDiag(loc=[0.0] * features), bijector)
 
 
+def _multiscale_shape(
+    shape: Sequence[int], rank: int, name: str, halvings: int, steps: int
+) -> tuple[int, ...]:
+    """Check an image ``(C, H, W)`` (rank 3) or sequence ``(C, T)`` (rank 2) shape, adding a
+    missing channel dim, for a flow that halves its sizes ``halvings`` times.
+    """
+    form = "(C, H, W) or (H, W)" if rank == 3 else "(C, T) or (T,)"
+    full = tuple(int(n) for n in shape)
+    full = (1, *full) if len(full) == rank - 1 else full
+    if len(full) != rank or min(full) < 1:
+        raise ValueError(f"{name} must be {form}, got {tuple(shape)}")
+    if halvings < 1 or steps < 1:
+        raise ValueError(
+            f"the number of scales and of steps per scale must be positive, got {halvings} and "
+            f"{steps}"
+        )
+    sizes = full[1:]
+    if any(n % 2**halvings for n in sizes):
+        raise ValueError(
+            f"{halvings} scales halve the input {halvings} times: its sizes must be divisible by "
+            f"{2**halvings}, got {'x'.join(map(str, sizes))}"
+        )
+    return full
+
+
 def _glow_level(channels: int, level: int, levels: int, steps: int, hidden: int) -> Bijector:
     """Squeeze, ``steps`` Glow steps, the next level on half the channels, unsqueeze (listed in
     the density direction's order: the data is squeezed first).
@@ -293,18 +318,7 @@ def glow(
         (torch.Size([3]), torch.Size([2, 1, 8, 8]))
 
     """
-    shape = tuple(image_shape)
-    if len(shape) == 2:
-        shape = (1, *shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"image_shape must be (C, H, W) or (H, W), got {tuple(image_shape)}")
-    if levels < 1 or steps < 1:
-        raise ValueError(f"levels and steps must be positive, got {levels} and {steps}")
-    if shape[1] % 2**levels or shape[2] % 2**levels:
-        raise ValueError(
-            f"{levels} levels halve the image {levels} times: height and width must be "
-            f"divisible by {2**levels}, got {shape[1]}x{shape[2]}"
-        )
+    shape = _multiscale_shape(image_shape, 3, "image_shape", levels, steps)
     parts: list[Bijector] = []
     if logit_alpha is not None:
         if not 0.0 < logit_alpha < 0.5:
@@ -362,17 +376,7 @@ def flowavenet(
         (torch.Size([3]), torch.Size([2, 1, 16]))
 
     """
-    shape = tuple(sequence_shape)
-    shape = (1, *shape) if len(shape) == 1 else shape
-    if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"sequence_shape must be (C, T) or (T,), got {tuple(sequence_shape)}")
-    if blocks < 1 or flows < 1:
-        raise ValueError(f"blocks and flows must be positive, got {blocks} and {flows}")
-    if shape[1] % 2**blocks:
-        raise ValueError(
-            f"{blocks} blocks halve the sequence {blocks} times: its length must be divisible "
-            f"by {2**blocks}, got {shape[1]}"
-        )
+    shape = _multiscale_shape(sequence_shape, 2, "sequence_shape", blocks, flows)
     bijector = _flowavenet_block(0, blocks, flows, hidden_channels, layers)
     base = Independent(Normal(torch.zeros(shape), torch.ones(shape)), 2)
     return TransformedDistribution(base, bijector)
