@@ -364,7 +364,6 @@ class VelocityNetwork(Configurable, nn.Module):
             width, features, self.hidden_units, activation=self.activation, zero_last=True
         ).to(device=device, dtype=dtype)
         self.frequencies = self.frequencies.to(device=device, dtype=dtype)
-        self._sizes = (features, context_features)
 
     def forward(self, x: Tensor, t: Tensor | float, context: Tensor | None = None) -> Tensor:
         """:math:`v(x, t, c)` for ``x`` of shape ``(*, D)`` and a scalar or ``(*,)`` time."""
@@ -390,7 +389,10 @@ class VelocityNetwork(Configurable, nn.Module):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         if self.mlp is not None:
-            config.update(features=self._sizes[0], context_features=self._sizes[1])
+            # Sizes as built: the input is x, the time features and the context.
+            features = self.mlp[-1].out_features
+            context = self.mlp[0].in_features - features - 1 - 2 * self.time_frequencies
+            config.update(features=features, context_features=context)
         return config
 
 

@@ -196,6 +196,12 @@ class ContinuousFlow(Bijector):
         self.last_nfe = 0
         self._penalty: Tensor | None = None
 
+    def _build_field(self, value: Tensor, context: Context) -> None:
+        """Build a lazy field with one call before solving (the adjoint needs its parameters)."""
+        if getattr(self.velocity, "mlp", True) is None:
+            with torch.no_grad():
+                self.velocity(value, 0.0, context)
+
     def _solver_options(self) -> dict[str, Any]:
         options = None if self.steps is None else {"step_size": 1.0 / self.steps}
         return {"rtol": self.rtol, "atol": self.atol, "method": self.method, "options": options}
@@ -204,9 +210,7 @@ class ContinuousFlow(Bijector):
         if context is not None:
             batch = torch.broadcast_shapes(value.shape[:-1], context.shape[:-1])
             value = value.expand(*batch, value.shape[-1])
-        if getattr(self.velocity, "mlp", True) is None:  # build a lazy field before solving
-            with torch.no_grad():
-                self.velocity(value, 0.0, context)
+        self._build_field(value, context)
         training = self.training and torch.is_grad_enabled()
         noise = None
         if log_det and training and self.divergence == "hutchinson":
@@ -269,8 +273,7 @@ class ContinuousFlow(Bijector):
         self._check_rank(z, None, "z")
         grid = torch.linspace(0.0, 1.0, times) if isinstance(times, int) else times
         grid = grid.to(z)
-        if getattr(self.velocity, "mlp", True) is None:
-            self._solve(z, context, inverse=False, log_det=False)
+        self._build_field(z, context)
         dynamics = _Dynamics(self, context, None, log_det=False, regularize=False)
         with torch.no_grad():
             (path,) = odeint(dynamics, (z,), grid, **self._solver_options())
