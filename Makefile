@@ -38,6 +38,7 @@ figures: $(STAMP)
 	$(PY) examples/glow_digits.py --out docs/glow_digits.png --seed 0
 	$(PY) examples/flowavenet_sequences.py --out docs/flowavenet.png --seed 0
 	$(PY) examples/torus.py --out docs/torus.png --seed 0
+	$(PY) examples/boltzmann_generator.py --out docs/boltzmann.png --seed 0
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -46,7 +47,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) density2d.py && ../$(PY) flow_matching16d.py
+	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) density2d.py && ../$(PY) flow_matching16d.py && ../$(PY) energy.py && ../$(PY) throughput.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -84,6 +84,70 @@ def build_normflows(features: int, layers: int, hidden: list[int]) -> Model:
     return Model(flow, flow.log_prob, lambda n: flow.sample(n)[0])
 
 
+def build_nfkit_nsf(features: int, layers: int, hidden: list[int]) -> Model:
+    from nfkit import flows
+
+    flow = flows.nsf(features, layers=layers, hidden=hidden, bins=8, bound=5.0)
+    flow._log_prob(torch.zeros(1, features), None)
+    return Model(flow, lambda x: flow._log_prob(x, None), lambda n: flow._rsample((n,), None))
+
+
+def build_zuko_nsf(features: int, layers: int, hidden: list[int]) -> Model:
+    import zuko
+
+    flow = zuko.flows.NSF(features, transforms=layers, hidden_features=hidden, bins=8)
+    return Model(flow, lambda x: flow().log_prob(x), lambda n: flow().sample((n,)))
+
+
+def build_nflows_nsf(features: int, layers: int, hidden: list[int]) -> Model:
+    from nflows.distributions.normal import StandardNormal
+    from nflows.flows.base import Flow
+    from nflows.transforms.autoregressive import (
+        MaskedPiecewiseRationalQuadraticAutoregressiveTransform as Spline,
+    )
+    from nflows.transforms.base import CompositeTransform
+    from nflows.transforms.permutations import ReversePermutation
+
+    transforms = []
+    for _ in range(layers):
+        transforms += [
+            Spline(
+                features,
+                hidden[0],
+                num_bins=8,
+                tails="linear",
+                tail_bound=5.0,
+                num_blocks=len(hidden) - 1,
+                use_residual_blocks=False,
+            ),
+            ReversePermutation(features),
+        ]
+    flow = Flow(CompositeTransform(transforms), StandardNormal([features]))
+    return Model(flow, flow.log_prob, flow.sample)
+
+
+def build_normflows_nsf(features: int, layers: int, hidden: list[int]) -> Model:
+    import normflows as nf
+
+    flows = []
+    for _ in range(layers):
+        flows += [
+            nf.flows.AutoregressiveRationalQuadraticSpline(
+                features, len(hidden) - 1, hidden[0], num_bins=8, tail_bound=5.0
+            ),
+            nf.flows.Permute(features, mode="swap"),
+        ]
+    flow = nf.NormalizingFlow(nf.distributions.DiagGaussian(features, trainable=False), flows)
+    return Model(flow, flow.log_prob, lambda n: flow.sample(n)[0])
+
+
+NSF_BUILDERS: dict[str, Callable[[int, int, list[int]], Model]] = {
+    "nfkit": build_nfkit_nsf,
+    "zuko": build_zuko_nsf,
+    "nflows": build_nflows_nsf,
+    "normflows": build_normflows_nsf,
+}
+
 BUILDERS: dict[str, Callable[[int, int, list[int]], Model]] = {
     "nfkit": build_nfkit,
     "zuko": build_zuko,

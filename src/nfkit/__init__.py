@@ -25,6 +25,10 @@ _WHERE = {
     "History": "nfkit.train",
     "NonFiniteLossError": "nfkit.train",
     "fit": "nfkit.train",
+    "fit_energy": "nfkit.train",
+    "importance": "nfkit.reweight",
+    "stochastic": "nfkit.stochastic",
+    "targets": "nfkit.targets",
     "ModelFileError": "nfkit.io",
     "load": "nfkit.io",
     "save": "nfkit.io",
@@ -40,19 +44,24 @@ __all__ = [
     "continuous",
     "distributions",
     "fit",
+    "fit_energy",
     "fit_flow_matching",
     "flows",
+    "importance",
     "load",
     "register",
     "save",
+    "stochastic",
+    "targets",
 ]
 
 if TYPE_CHECKING:
-    from nfkit import bijectors, continuous, distributions, flows
+    from nfkit import bijectors, continuous, distributions, flows, stochastic, targets
     from nfkit._config import register
     from nfkit.continuous import fit_flow_matching
     from nfkit.io import ModelFileError, load, save
-    from nfkit.train import History, NonFiniteLossError, fit
+    from nfkit.reweight import importance
+    from nfkit.train import History, NonFiniteLossError, fit, fit_energy
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from nfkit.distributions.base import Distribution
+from nfkit.distributions.base import Distribution, evaluation_mode
 
 __all__ = ["chapter_style", "corner", "density", "density_grid", "images", "loss", "samples"]
 
@@ -93,7 +93,7 @@ def density_grid(
         dtype=distribution.dtype,
         device=distribution.device,
     )
-    with torch.no_grad():
+    with evaluation_mode(distribution):
         log_p = torch.cat(
             [distribution.log_prob(part, context=context) for part in points.split(chunk)]
         )

@@ -24,7 +24,7 @@ import torch
 from nfkit import __version__
 from nfkit.continuous import fit_flow_matching
 from nfkit.data import Standardization, Table, read_table
-from nfkit.distributions.base import Distribution
+from nfkit.distributions.base import Distribution, evaluation_mode
 from nfkit.flows import FLOWS, glow
 from nfkit.io import load_with_header, save
 from nfkit.report import write_pictures, write_report
@@ -253,7 +253,7 @@ def _train(
 
 
 def _mean_nll(flow: Distribution, rows: np.ndarray) -> float:
-    with torch.no_grad():
+    with evaluation_mode(flow):
         return -float(flow.log_prob(torch.as_tensor(rows, dtype=flow.dtype)).mean())
 
 

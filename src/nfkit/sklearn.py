@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from nfkit.continuous import fit_flow_matching
 from nfkit.data.standardize import Standardization
-from nfkit.distributions.base import Distribution
+from nfkit.distributions.base import Distribution, evaluation_mode
 from nfkit.flows import FLOWS
 from nfkit.train.fit import fit as fit_flow
 
@@ -127,7 +127,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         """Log-density log p(x) of each row (natural log, data units), computed in float64."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])  # noqa: N806
-        with torch.no_grad():
+        with evaluation_mode(self.flow_):
             out = self.flow_.log_prob(torch.as_tensor(X, dtype=torch.float64))
         return out.numpy()
 

@@ -89,7 +89,8 @@ class AutoregressiveBijector(Bijector):
     computed from the *data-side* dims before it, :math:`z_i = g(x_i;\ \theta(x_{<i}))`.
 
     The density direction (``inverse``) is one network pass; the sampling direction
-    (``forward``) fixes one more coordinate per pass, :math:`D` passes. Subclasses give the
+    (``forward``) fixes one more coordinate per pass: one pass on a single row (the first
+    coordinate's parameters depend on no input), then :math:`D - 1` full passes. Subclasses give the
     conditioner (attribute named by ``conditioner_name``) and ``_transform(value, params,
     inverse) -> (out, log_det)`` (``inverse=True``: data to base).
     """
@@ -105,8 +106,22 @@ class AutoregressiveBijector(Bijector):
         raise NotImplementedError
 
     def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
+        dims = z.shape[-1]
         x = torch.zeros_like(z)
-        for _ in range(z.shape[-1]):
+        passes = dims
+        if context is None and dims > 1:
+            # The first coordinate's parameters depend on nothing: one row of the network
+            # gives them for the whole batch, which saves one of the D full passes.
+            row = z.new_zeros((1,) * (z.ndim - 1) + (dims,))
+            params = self._conditioner(row, None)
+            batch = z.shape[:-1]
+            if isinstance(params, tuple):
+                params = tuple(p.expand(*batch, *p.shape[len(batch) :]) for p in params)
+            else:
+                params = params.expand(*batch, *params.shape[len(batch) :])
+            x = self._transform(z, params, inverse=False)[0]
+            passes -= 1
+        for _ in range(passes):
             x, log_det = self._transform(z, self._conditioner(x, context), inverse=False)
         return x, log_det
 

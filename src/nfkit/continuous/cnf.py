@@ -161,6 +161,7 @@ class ContinuousFlow(Bijector):
     """
 
     forward_min_event_ndims = 1
+    autograd_at_eval = True  # the divergence is a Jacobian trace, by autograd
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ sets with their exact densities.
 
 from nfkit.data.files import DATASETS, Table, read_table
 from nfkit.data.images import bits_per_dim, dequantize, digits_images
+from nfkit.data.mapped import open_rows
 from nfkit.data.moons import moons_entropy, moons_log_prob
 from nfkit.data.sequences import damped_oscillations, noise_entropy_per_step
 from nfkit.data.standardize import Standardization
@@ -22,6 +23,7 @@ __all__ = [
     "moons_entropy",
     "moons_log_prob",
     "noise_entropy_per_step",
+    "open_rows",
     "read_table",
     "torsion_log_prob",
     "torsion_sample",

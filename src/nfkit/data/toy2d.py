@@ -24,9 +24,17 @@ from torch import Tensor
 __all__ = ["TOY2D", "Toy2D", "noisy_curve_log_prob"]
 
 
+def _float64(x: Tensor | np.ndarray) -> Tensor:
+    if isinstance(x, Tensor):
+        return x.to(torch.float64)
+    return torch.as_tensor(np.asarray(x), dtype=torch.float64)
+
+
 def noisy_curve_log_prob(x: Tensor | np.ndarray, centers: Tensor, sigma: float) -> Tensor:
-    """``log mean_m N(x; centers[m], sigma^2 I)`` for points ``(N, 2)``, in float64, chunked."""
-    points = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    """``log mean_m N(x; centers[m], sigma^2 I)`` for points ``(N, 2)``, in float64, chunked;
+    differentiable in ``x`` when it is a tensor.
+    """
+    points = _float64(x)
     centers = centers.to(torch.float64)
     log_norm = math.log(centers.shape[0]) + math.log(2 * math.pi * sigma**2)
     out = []
@@ -112,7 +120,7 @@ def _checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _checkerboard_log_prob(x: Tensor | np.ndarray) -> Tensor:
-    points = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    points = _float64(x)
     cell = torch.floor(points + 2.0)
     inside = ((cell >= 0) & (cell <= 3)).all(-1) & (cell.sum(-1) % 2 == 0)
     return torch.where(inside, -math.log(8.0), -math.inf)

@@ -2,7 +2,8 @@ r"""The distribution protocol: ``sample``/``rsample``/``log_prob`` with TFP's sh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -11,9 +12,31 @@ from torch import Tensor, nn
 from nfkit._config import Configurable
 from nfkit._tensors import as_size
 
-__all__ = ["Distribution", "SampleShape"]
+__all__ = ["Distribution", "PushedForward", "SampleShape", "evaluation_mode"]
 
 SampleShape = int | Sequence[int] | torch.Size
+
+
+@contextmanager
+def evaluation_mode(module: nn.Module) -> Iterator[None]:
+    """Evaluate ``module`` without gradients: in ``torch.inference_mode()``, or in
+    ``torch.no_grad()`` when one of its parts differentiates inside its own evaluation (an ODE
+    flow's divergence, a Langevin step: attribute ``autograd_at_eval = True``), which inference
+    mode forbids. Networks built lazily during the evaluation get ordinary (trainable) tensors.
+    """
+    if any(getattr(m, "autograd_at_eval", False) for m in module.modules()):
+        with torch.no_grad():
+            yield
+        return
+    with torch.inference_mode():
+        yield
+    for part in module.modules():  # a lazy network built just now holds inference tensors
+        for name, param in list(part._parameters.items()):
+            if param is not None and param.is_inference():
+                part._parameters[name] = nn.Parameter(param.clone(), param.requires_grad)
+        for name, buffer in list(part._buffers.items()):
+            if buffer is not None and buffer.is_inference():
+                part._buffers[name] = buffer.clone()
 
 
 def _shape_str(shape: torch.Size) -> str:
@@ -113,7 +136,7 @@ class Distribution(Configurable, nn.Module):
         """
         tensor, from_numpy = self._as_input(value)
         if from_numpy:
-            with torch.no_grad():
+            with evaluation_mode(self):
                 return self._log_prob(tensor, context).cpu().numpy()
         return self._log_prob(tensor, context)
 
@@ -168,3 +191,19 @@ class Distribution(Configurable, nn.Module):
             f"<nfkit.{type(self).__name__} batch_shape={_shape_str(self.batch_shape)} "
             f"event_shape={_shape_str(self.event_shape)} dtype={dtype}>"
         )
+
+
+class PushedForward(Distribution):
+    """A distribution built on a base ``self.distribution``, whose dtype and device it takes."""
+
+    distribution: Distribution
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The base distribution's dtype."""
+        return self.distribution.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """The base distribution's device."""
+        return self.distribution.device

@@ -6,13 +6,13 @@ import torch
 from torch import Tensor
 
 from nfkit.bijectors.base import Bijector
-from nfkit.distributions.base import Distribution
+from nfkit.distributions.base import Distribution, PushedForward
 from nfkit.distributions.torch_compat import TorchDistribution
 
 __all__ = ["TransformedDistribution"]
 
 
-class TransformedDistribution(Distribution):
+class TransformedDistribution(PushedForward):
     r"""The distribution of :math:`x = f(z)`, :math:`z \sim p_Z`, for a bijector :math:`f`.
 
     Sampling runs the bijector's ``forward`` (base → data); densities run its ``inverse``
@@ -62,16 +62,6 @@ class TransformedDistribution(Distribution):
             )
         self._batch_shape = distribution.batch_shape
         self._event_shape = distribution.event_shape
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The base distribution's dtype."""
-        return self.distribution.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """The base distribution's device."""
-        return self.distribution.device
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
         z = self.distribution.rsample(shape[: len(shape) - len(self.batch_shape)], context=context)

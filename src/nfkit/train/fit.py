@@ -7,7 +7,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,18 +18,26 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from nfkit.data.validate import as_data_tensor
-from nfkit.distributions.base import Distribution
+from nfkit.distributions.base import Distribution, evaluation_mode
+from nfkit.train.batches import Batches, MappedRows, check_mapped, unpack
 from nfkit.train.checkpoint import (
     TrainingState,
     read_checkpoint,
     scheduler_state,
     write_checkpoint,
 )
+from nfkit.train.distributed import (
+    StepModule,
+    compiled,
+    distributed_setup,
+    mean_across,
+    wrap_ddp,
+)
 
 __all__ = ["History", "NonFiniteLossError", "fit", "negative_log_likelihood"]
 
 Callback = Callable[[int, dict[str, float]], bool | None]
-Objective = Callable[[Distribution, Tensor, Tensor | None], Tensor]
+Objective = Callable[[Distribution, Any, Tensor | None], Tensor]
 OptimizerSpec = str | Callable[..., torch.optim.Optimizer]
 ScheduleSpec = str | Callable[[torch.optim.Optimizer, int], Any] | None
 
@@ -92,44 +100,6 @@ def _schedule(spec: ScheduleSpec, opt: torch.optim.Optimizer, total_steps: int) 
     return spec(opt, total_steps)
 
 
-class _Batches:
-    """Mini-batches of a tensor held in memory (one index permutation per epoch, no copies of
-    the data set), or of a user's DataLoader.
-    """
-
-    def __init__(
-        self,
-        data: Tensor | torch.utils.data.DataLoader,
-        context: Tensor | None,
-        batch_size: int,
-        shuffle: bool,
-        generator: torch.Generator,
-    ) -> None:
-        self.data, self.context = data, context
-        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
-
-    def __len__(self) -> int:
-        if isinstance(self.data, Tensor):
-            return math.ceil(self.data.shape[0] / self.batch_size)
-        return len(self.data)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor | None]]:
-        if not isinstance(self.data, Tensor):
-            yield from (_unpack(batch) for batch in self.data)
-            return
-        n = self.data.shape[0]
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.data.device)
-        for idx in order.split(self.batch_size):
-            yield self.data[idx], None if self.context is None else self.context[idx]
-
-
-def _unpack(batch: Any) -> tuple[Tensor, Tensor | None]:
-    if isinstance(batch, list | tuple):
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    return batch, None
-
-
 def _grad_norm(params: list[nn.Parameter], clip: float | None) -> Tensor:
     """Global gradient norm (checked for NaN/inf every step); clips to ``clip`` when given."""
     if clip is not None:
@@ -145,7 +115,7 @@ def negative_log_likelihood(
 
 
 def _mean_nll(dist: Distribution, data: Tensor, context: Tensor | None, chunk: int = 8192) -> float:
-    with torch.no_grad():
+    with evaluation_mode(dist):
         total = 0.0
         for start in range(0, data.shape[0], chunk):
             c = None if context is None else context[start : start + chunk]
@@ -168,6 +138,22 @@ def _split_validation(
     val, train = order[:n_val], order[n_val:]
     cv, ct = (None, None) if c is None else (c[val], c[train])
     return x[train], ct, x[val], cv
+
+
+def _split_mapped(
+    rows: MappedRows, fraction: float, generator: torch.Generator
+) -> tuple[MappedRows, Tensor]:
+    """A held-out share of mapped rows, loaded into memory; the rest stay on disk."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_split must lie in [0, 1), got {fraction}")
+    n = rows.shape[0]
+    n_val = round(fraction * n)
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_split={fraction} of {n} rows leaves an empty set")
+    order = torch.randperm(n, generator=generator).numpy()
+    kept = order[n_val:] if rows.index is None else rows.index[order[n_val:]]
+    train = MappedRows(rows.array, kept, rows.dtype, rows.device)
+    return train, rows.rows(torch.from_numpy(order[:n_val]))
 
 
 def _checked_context(context: Any, n: int, dist: Distribution, name: str) -> Tensor | None:
@@ -206,6 +192,9 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     objective: Objective = negative_log_likelihood,
+    steps_per_epoch: int | None = None,
+    strategy: str | None = None,
+    compile: bool = False,
 ) -> History:
     r"""Train ``distribution`` by maximum likelihood on ``data`` (chapter eq. 7.3).
 
@@ -214,8 +203,10 @@ def fit(
 
     Args:
         distribution: any nfkit distribution with trainable parameters (a flow).
-        data: an array or tensor of shape ``(N, *event_shape)``, or a ``DataLoader`` yielding
-            batches (or ``(batch, context)`` pairs).
+        data: an array or tensor of shape ``(N, *event_shape)``, a memory-mapped array
+            (``np.load(path, mmap_mode="r")`` or :func:`nfkit.data.open_rows` for NPY and
+            Parquet files larger than memory: read one batch at a time, never whole), or a
+            ``DataLoader`` yielding batches (or ``(batch, context)`` pairs).
         epochs: passes over the data.
         batch_size: rows per step (arrays and tensors only).
         lr: learning rate.
@@ -247,6 +238,19 @@ def fit(
             ``pop_penalty()`` method (a continuous flow's kinetic energy) add the
             regularization they computed during the pass.
             :func:`nfkit.continuous.fit_flow_matching` passes its flow-matching loss here.
+            An objective with a ``pop_metrics()`` method adds what it returns (a dict of
+            floats) to each epoch's logs.
+        steps_per_epoch: with ``data=None``, the steps per epoch of an objective that draws
+            its own samples (:func:`nfkit.fit_energy`); the batch it receives is ``None``.
+        strategy: ``"ddp"`` trains with PyTorch's ``DistributedDataParallel`` when the script
+            runs under ``torchrun`` (gloo on CPU, NCCL on CUDA): every process draws the same
+            shuffle and takes its share of each global batch of ``batch_size`` rows, so K
+            processes end with the weights of one process on the same global batches; only
+            rank 0 shows progress, prints and writes checkpoints. Without a launcher it trains
+            in one process. ``None``: one process.
+        compile: run the training step through ``torch.compile``; if compilation fails the
+            step runs eagerly (one ``RuntimeWarning``). Pays off for long runs of a fixed
+            architecture; the first steps are slower while it compiles.
 
     Returns:
         A :class:`History` whose ``history["loss"]`` (and ``"val_loss"``) has one value per epoch.
@@ -280,9 +284,24 @@ def fit(
     as_tensor = {"event_shape": distribution.event_shape, "dtype": distribution.dtype}
     device = distribution.device
 
-    if isinstance(data, torch.utils.data.DataLoader):
+    train_x: Tensor | torch.utils.data.DataLoader | int
+    first_x: Tensor | None
+    if data is None:
+        if objective is negative_log_likelihood or not steps_per_epoch or steps_per_epoch < 1:
+            raise ValueError(
+                "data=None needs an objective that draws its own samples and steps_per_epoch "
+                "(see nfkit.fit_energy); maximum likelihood needs data"
+            )
+        train_x, train_c, first_x, first_c = steps_per_epoch, None, None, None
+    elif isinstance(data, np.memmap):
+        if context is not None:
+            raise ValueError("context= is not supported with memory-mapped data")
+        check_mapped(data, distribution.event_shape)
+        train_x, train_c = MappedRows(data, None, distribution.dtype, device), None
+        first_x, first_c = train_x.rows(torch.arange(min(batch_size, data.shape[0]))), None
+    elif isinstance(data, torch.utils.data.DataLoader):
         train_x, train_c = data, None
-        first_x, first_c = _unpack(next(iter(data)))
+        first_x, first_c = unpack(next(iter(data)))
         first_x, first_c = first_x.to(device), None if first_c is None else first_c.to(device)
     else:
         train_x = as_data_tensor(data, device=device, **as_tensor)
@@ -298,22 +317,35 @@ def fit(
         val_x = as_data_tensor(raw, device=device, name="validation_data", **as_tensor)
         val_c = _checked_context(raw_c, val_x.shape[0], distribution, "validation context")
     elif validation_split:
-        if not isinstance(train_x, Tensor):
+        if isinstance(train_x, MappedRows):
+            train_x, val_x = _split_mapped(train_x, validation_split, generator)
+        elif isinstance(train_x, Tensor):
+            train_x, train_c, val_x, val_c = _split_validation(
+                train_x, train_c, validation_split, generator
+            )
+        else:
             raise ValueError("validation_split needs array data; pass validation_data instead")
-        train_x, train_c, val_x, val_c = _split_validation(
-            train_x, train_c, validation_split, generator
-        )
 
+    rank, world = distributed_setup(strategy, device)
     # Neural bijectors create their layers on first use: run one batch before the optimizer.
     distribution.train()
     with torch.no_grad():
-        distribution._log_prob(first_x, first_c)
+        if first_x is None:
+            distribution.sample((2,))
+        else:
+            distribution._log_prob(first_x, first_c)
     params = [p for p in distribution.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the distribution has no trainable parameters")
     penalized = [m.pop_penalty for m in distribution.modules() if hasattr(m, "pop_penalty")]
     opt = _optimizer(optimizer, params, lr, weight_decay)
-    batches = _Batches(train_x, train_c, batch_size, shuffle, generator)
+    step_module: Any = StepModule(distribution, objective)
+    if world > 1:
+        step_module = wrap_ddp(step_module, device)  # broadcasts rank 0's weights
+        if seed is not None:
+            torch.manual_seed(seed + rank)  # own samples per process (energy objectives)
+    run_step = compiled(step_module) if compile else step_module
+    batches = Batches(train_x, train_c, batch_size, shuffle, generator, rank, world)
     steps = len(batches)
     scheduler = _schedule(lr_schedule, opt, steps * epochs)
 
@@ -338,7 +370,7 @@ def fit(
     bar = tqdm(
         total=steps * (epochs - start_epoch),
         unit="step",
-        disable=verbose != 1 or not sys.stderr.isatty(),
+        disable=verbose != 1 or rank != 0 or not sys.stderr.isatty(),
         dynamic_ncols=True,
         mininterval=0.25,
     )
@@ -348,10 +380,10 @@ def fit(
             distribution.train()
             total, count = 0.0, 0
             for step, (xb, cb) in enumerate(batches):
-                if xb.device != device:
+                if xb is not None and xb.device != device:
                     xb = xb.to(device)
                     cb = None if cb is None else cb.to(device)
-                loss = objective(distribution, xb, cb)
+                loss = run_step(xb, cb)
                 for pop_penalty in penalized:
                     penalty = pop_penalty()
                     if penalty is not None:
@@ -359,7 +391,9 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 norm = _grad_norm(params, clip_grad_norm)
-                loss_value, norm_value = torch.stack([loss.detach(), norm.detach()]).tolist()
+                loss_value, norm_value = mean_across(
+                    torch.stack([loss.detach(), norm.detach()]), world
+                ).tolist()
                 if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
                     what = "loss" if not math.isfinite(loss_value) else "gradient norm"
                     bad = loss_value if what == "loss" else norm_value
@@ -372,16 +406,19 @@ def fit(
                 opt.step()
                 if scheduler is not None:
                     scheduler.step()
-                total += loss_value * xb.shape[0]
-                count += xb.shape[0]
+                rows = 1 if xb is None else xb.shape[0] * world
+                total += loss_value * rows
+                count += rows
                 bar.update(1)
             logs = {"loss": total / count, "lr": opt.param_groups[0]["lr"]}
+            if hasattr(objective, "pop_metrics"):
+                logs.update(objective.pop_metrics())
             if val_x is not None:
                 distribution.eval()
                 logs["val_loss"] = _mean_nll(distribution, val_x, val_c)
             history._log(epoch, logs)
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "lr"}, epoch=epoch + 1)
-            if verbose == 2:
+            if verbose == 2 and rank == 0:
                 shown = "  ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "lr")
                 print(f"epoch {epoch + 1}/{epochs}  {shown}", flush=True)
             monitored = logs.get("val_loss", logs["loss"])
@@ -396,7 +433,7 @@ def fit(
             if patience is not None and bad_epochs >= patience:
                 history.stopped_early = True
                 stop = True
-            if checkpoint is not None:
+            if checkpoint is not None and rank == 0:
                 write_checkpoint(
                     checkpoint,
                     TrainingState(
