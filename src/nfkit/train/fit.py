@@ -247,7 +247,8 @@ def fit(
             shuffle and takes its share of each global batch of ``batch_size`` rows, so K
             processes end with the weights of one process on the same global batches; only
             rank 0 shows progress, prints and writes checkpoints. Without a launcher it trains
-            in one process. ``None``: one process.
+            in one process. ``None``: one process. A ``DataLoader`` is not sharded by ``fit``:
+            give it a ``torch.utils.data.DistributedSampler``.
         compile: run the training step through ``torch.compile``; if compilation fails the
             step runs eagerly (one ``RuntimeWarning``). Pays off for long runs of a fixed
             architecture; the first steps are slower while it compiles.
