@@ -121,6 +121,7 @@ def test_memory_mapped_data_is_checked(tmp_path) -> None:
 def test_parquet_rows_are_converted_once_and_mapped(tmp_path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     values = np.random.default_rng(0).normal(size=(3000, 2))
     path = tmp_path / "rows.parquet"
     pq.write_table(
