@@ -15,7 +15,6 @@ Run: ``python benchmarks/energy.py [--quick]`` (``make bench``); writes the sect
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -121,10 +120,8 @@ def energy_table(args) -> list[str]:
 
 def _moons_bridge(x: torch.Tensor) -> torch.Tensor:
     """Points farther than 4 noise widths (0.2) from both arcs of the moons."""
-    t = torch.linspace(0, math.pi, 400, dtype=torch.float64)
-    outer = torch.stack([t.cos(), t.sin()], -1) - torch.tensor([0.5, 0.25])
-    inner = torch.stack([1 - t.cos(), 0.5 - t.sin()], -1) - torch.tensor([0.5, 0.25])
-    return torch.cdist(x.double(), torch.cat([outer, inner])).min(-1).values > 0.2
+    d_outer, d_inner = DataDensity("moons").arc_distances(x)
+    return torch.minimum(d_outer, d_inner) > 0.2
 
 
 BARRIERS = {

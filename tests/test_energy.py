@@ -330,3 +330,10 @@ def test_boltzmann_generator_example_recovers_basin_populations() -> None:
     assert exact.min() > 0.05  # three populated basins
     for p, s, e in zip(probabilities.tolist(), se.tolist(), exact.tolist(), strict=True):
         _within(p, e, s, k=5.0)
+
+
+def test_importance_leaves_the_flow_in_the_mode_it_found() -> None:
+    flow = flows.maf(2, layers=1, hidden=[8])
+    flow.train()
+    nfkit.importance(flow, DoubleWell(), 100)
+    assert flow.training

@@ -143,6 +143,7 @@ def importance(
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     samples, log_weights = [], []
+    was_training = flow.training
     flow.eval()
     with torch.no_grad():
         for start in range(0, n, batch_size):
@@ -160,4 +161,5 @@ def importance(
                 )
             samples.append(x.detach())
             log_weights.append((log_p.double() - log_q.double()).detach())
+    flow.train(was_training)
     return ImportanceSamples(torch.cat(samples), torch.cat(log_weights))

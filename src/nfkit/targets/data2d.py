@@ -51,13 +51,21 @@ class DataDensity(Target):
         seed = int(torch.randint(0, 2**31, ()).item()) if seed is None else seed
         return torch.as_tensor(self._toy.sample(n, seed), dtype=torch.float32)
 
+    def arc_distances(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Distances of points ``(..., 2)`` to the outer and the inner arc of the moons."""
+        if self.name != "moons":
+            raise NotImplementedError(f"arcs exist for 'moons' only, not {self.name!r}")
+        t = torch.linspace(0, torch.pi, 400, dtype=torch.float64)
+        centre = torch.tensor([0.5, 0.25], dtype=torch.float64)  # as TOY2D's centred moons
+        outer = torch.stack([t.cos(), t.sin()], -1) - centre
+        inner = torch.stack([1 - t.cos(), 0.5 - t.sin()], -1) - centre
+        flat = x.reshape(-1, 2).to(torch.float64).cpu()
+        d_outer = torch.cdist(flat, outer).min(-1).values.reshape(x.shape[:-1])
+        d_inner = torch.cdist(flat, inner).min(-1).values.reshape(x.shape[:-1])
+        return d_outer.to(x.device), d_inner.to(x.device)
+
     def modes(self, x: Tensor) -> Tensor:
         if self.name != "moons":
             raise NotImplementedError(f"modes are labelled for 'moons' only, not {self.name!r}")
-        t = torch.linspace(0, torch.pi, 400, dtype=torch.float64)
-        outer = torch.stack([t.cos(), t.sin()], -1) - torch.tensor([0.5, 0.25])
-        inner = torch.stack([1 - t.cos(), 0.5 - t.sin()], -1) - torch.tensor([0.5, 0.25])
-        flat = x.reshape(-1, 2).to(torch.float64).cpu()
-        d_outer = torch.cdist(flat, outer).min(-1).values
-        d_inner = torch.cdist(flat, inner).min(-1).values
-        return (d_inner < d_outer).long().reshape(x.shape[:-1]).to(x.device)
+        d_outer, d_inner = self.arc_distances(x)
+        return (d_inner < d_outer).long()
