@@ -14,7 +14,10 @@
 Libraries alternate inside every repeat so that machine noise hits all alike; medians of the
 repeats and ratios nfkit / best peer are reported.
 
-Run: ``python benchmarks/throughput.py [--repeats 5] [--budget 60]`` (``make bench``).
+Run: ``python benchmarks/throughput.py [--repeats 5] [--budget 60]`` (``make bench``). With
+``--device cuda`` the same protocols run on the GPU (data and models moved there, timings
+synchronized, 10x the points, a large batch beside 512, peak GPU memory for (5), no (4)) and
+write their own section.
 """
 
 from __future__ import annotations
@@ -27,15 +30,23 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 from peers import BUILDERS, NSF_BUILDERS, available
-from report import machine, write_section
+from report import README, machine, write_section
 from sklearn.datasets import make_moons
 
 import nfkit
 
 FAMILIES = {"MAF": BUILDERS, "NSF-AR": NSF_BUILDERS}
+DEVICE = torch.device("cpu")  # --device
+
+
+def sync() -> None:
+    """Wait for the device, so that a host clock reads finished work."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def moons(n: int, seed: int) -> torch.Tensor:
@@ -52,7 +63,9 @@ def mixture16(n: int, seed: int) -> torch.Tensor:
 
 def build(family: str, library: str, features: int, layers: int = 3, hidden=(128, 128)):
     torch.manual_seed(0)
-    return FAMILIES[family][library](features, layers, list(hidden))
+    model = FAMILIES[family][library](features, layers, list(hidden))
+    model.module.to(DEVICE)
+    return model
 
 
 def plain_steps(model, data: torch.Tensor, batch: int, steps: int) -> None:
@@ -67,21 +80,26 @@ def plain_steps(model, data: torch.Tensor, batch: int, steps: int) -> None:
 
 def steps_per_second(family: str, library: str, batch: int = 512, steps: int = 200) -> float:
     model = build(family, library, 2)
-    data = moons(batch * steps, 0)
+    data = moons(batch * steps, 0).to(DEVICE)
     if library == "nfkit":
         nfkit.fit(model.module, data[: batch * 5], batch_size=batch, lr=1e-3, verbose=0)  # warm
+        sync()
         start = time.perf_counter()
         nfkit.fit(model.module, data, batch_size=batch, lr=1e-3, verbose=0, seed=0)
     else:
         plain_steps(model, data, batch, 5)
+        sync()
         start = time.perf_counter()
         plain_steps(model, data, batch, steps)
+    sync()
     return steps / (time.perf_counter() - start)
 
 
 def timed(fn) -> float:
+    sync()
     start = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - start
 
 
@@ -89,7 +107,7 @@ def throughput(family: str, library: str, features: int, n: int, layers=3, hidde
     """Points per second of log_prob and of sampling, no gradients."""
     model = build(family, library, features, layers, hidden)
     model.module.eval()
-    x = torch.randn(n, features)
+    x = torch.randn(n, features, device=DEVICE)
     with torch.no_grad():
         model.log_prob(x[:100])
         model.sample(100)
@@ -194,59 +212,164 @@ def table(title: str, columns: list[str], rows: dict[str, list[str]]) -> list[st
     return [*lines, ""]
 
 
+def compiled_steps(family: str, batch: int, mode: str, steps: int = 200) -> tuple[float, float]:
+    """nfkit's opt-in compiled step: steady steps/s (third epoch of ``steps`` steps) and the
+    seconds of the first epoch, which holds the compilation."""
+    model = build(family, "nfkit", 2)
+    data = moons(batch * steps, 0).to(DEVICE)
+    marks: list[float] = []
+
+    def mark(epoch: int, logs: dict) -> bool:
+        sync()
+        marks.append(time.perf_counter())
+        return False
+
+    sync()
+    start = time.perf_counter()
+    nfkit.fit(
+        model.module,
+        data,
+        epochs=3,
+        batch_size=batch,
+        lr=1e-3,
+        verbose=0,
+        seed=0,
+        compile=mode,
+        callbacks=[mark],
+    )
+    return steps / (marks[2] - marks[1]), marks[0] - start
+
+
+def compile_section(repeats: int, libraries: list[str], batches: tuple[int, ...]) -> list[str]:
+    """Protocol (1) for nfkit's ``fit(compile=...)`` beside its eager step and the peers."""
+    mode = "reduce-overhead" if DEVICE.type == "cuda" else "default"
+    eager: dict[tuple[str, str, int], list[float]] = {}
+    fast: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for r in range(repeats):
+        for family in FAMILIES:
+            for batch in batches:
+                for library in libraries[r % len(libraries) :] + libraries[: r % len(libraries)]:
+                    value = steps_per_second(family, library, batch)
+                    eager.setdefault((family, library, batch), []).append(value)
+                    print(family, library, batch, f"{value:.0f}", flush=True)
+                    if library == "nfkit":
+                        pair = compiled_steps(family, batch, mode)
+                        fast.setdefault((family, batch), []).append(pair)
+                        print(family, "compiled", batch, f"{pair[0]:.0f} ({pair[1]:.1f} s)")
+    name = f"nfkit, compile={mode!r}"
+    lines = [
+        f"### (1b) nfkit's opt-in `fit(compile={mode!r})`: training steps/s",
+        "",
+        f"Medians of {repeats} repeats on the machine above; steady steps/s (the third epoch of "
+        "200 steps); in brackets, the seconds of the first repeat's first epoch, which "
+        "compiles (a second batch size can reuse the code compiled for the first; later "
+        "repeats reuse the compiler's cache).",
+        "",
+        "| family, batch | " + " | ".join([name, *libraries]) + " | compiled / best peer |",
+        "|---" * (len(libraries) + 3) + "|",
+    ]
+    for family in FAMILIES:
+        for batch in batches:
+            med = {lib: statistics.median(eager[(family, lib, batch)]) for lib in libraries}
+            steady = statistics.median(p[0] for p in fast[(family, batch)])
+            first = fast[(family, batch)][0][1]
+            best = max((lib for lib in libraries if lib != "nfkit"), key=med.get, default=None)
+            ratio = f"{steady / med[best]:.2f}x ({best})" if best else ""
+            cells = [f"{steady:.0f} ({first:.0f} s)", *(f"{med[lib]:.0f}" for lib in libraries)]
+            lines.append(f"| {family}, {batch} | " + " | ".join(cells) + f" | {ratio} |")
+    return [*lines, ""]
+
+
+def gpu_memory(family: str, library: str, points: int) -> tuple[float, float]:
+    """MiB of GPU memory above the start at the peak of 20 training steps (batch 512, the
+    optimizer's state included) and of sampling ``points`` points."""
+    out = []
+    for what in ("train", "sample"):
+        model = build(family, library, 2)
+        data = moons(512 * 20, 0).to(DEVICE)
+        sync()
+        torch.cuda.reset_peak_memory_stats(DEVICE)
+        start = torch.cuda.memory_allocated(DEVICE)
+        if what == "sample":
+            with torch.no_grad():
+                model.sample(points)
+        elif library == "nfkit":
+            nfkit.fit(model.module, data, batch_size=512, lr=1e-3, verbose=0, seed=0)
+        else:
+            plain_steps(model, data, 512, 20)
+        sync()
+        out.append((torch.cuda.max_memory_allocated(DEVICE) - start) / 2**20)
+        del model, data
+    return out[0], out[1]
+
+
 def main() -> None:
+    global DEVICE
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--budget", type=float, default=60.0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (a GPU table of its own)")
+    parser.add_argument("--readme", type=Path, default=README, help="the file to write into")
+    parser.add_argument("--compiled", action="store_true", help="only protocol (1b)")
     parser.add_argument("--memory", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory:
         _memory_child(*args.memory)
         return
+    DEVICE = torch.device(args.device)
+    gpu = DEVICE.type == "cuda"
+    points = 1_000_000 if gpu else 100_000
+    batches = (512, 8192) if gpu else (512,)
     libraries = available()
+    suffix = "-cuda" if gpu else ""
+    if args.compiled:
+        lines = compile_section(args.repeats, libraries, batches)
+        write_section(f"throughput{suffix}-compile", lines, args.readme)
+        return
 
     def rotated(r: int) -> list[str]:
         return libraries[r % len(libraries) :] + libraries[: r % len(libraries)]
 
     # (1) and (2)
-    speed: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    speed: dict[tuple[str, str], list[list[float]]] = {}
     for r in range(args.repeats):
         for family in FAMILIES:
             for library in rotated(r):
-                steps = steps_per_second(family, library)
-                lp, smp = throughput(family, library, 2, 100_000)
-                speed.setdefault((family, library), []).append((steps, lp, smp))
-                print(
-                    family,
-                    library,
-                    f"{steps:.0f} steps/s, {lp:.0f} lp/s, {smp:.0f} s/s",
-                    flush=True,
-                )
-    med = {k: [statistics.median(v[i] for v in vs) for i in range(3)] for k, vs in speed.items()}
+                row = [steps_per_second(family, library, b) for b in batches]
+                row += throughput(family, library, 2, points)
+                speed.setdefault((family, library), []).append(row)
+                print(family, library, " ".join(f"{v:.0f}" for v in row), flush=True)
+    cols = len(batches) + 2
+    med = {k: [statistics.median(v[i] for v in vs) for i in range(cols)] for k, vs in speed.items()}
+    where = f"{machine()}, {torch.cuda.get_device_name(DEVICE)}" if gpu else machine()
     lines = [
-        "## Speed against the other flow libraries (`throughput.py`)",
+        f"## Speed against the other flow libraries{' on a GPU' if gpu else ''} "
+        f"(`throughput.py{' --device cuda' if gpu else ''}`)",
         "",
-        f"Machine: {machine()}. Medians of {args.repeats} repeats, libraries alternating in "
+        f"Machine: {where}. Medians of {args.repeats} repeats, libraries alternating in "
         "each repeat. Ratio: nfkit / best peer (higher is better for nfkit).",
         "",
     ]
+    if gpu:
+        lines += [
+            "Data and models on the GPU; every timing ends with `torch.cuda.synchronize()`. "
+            "nfkit's steps are `nfkit.fit`, which reads the loss on the host every step to stop "
+            "on a non-finite one; the peers' plain loops do not.",
+            "",
+        ]
     for family in FAMILIES:
         rows = {
-            lib: [
-                f"{med[(family, lib)][0]:.0f}",
-                f"{med[(family, lib)][1] / 1e3:.0f}k",
-                f"{med[(family, lib)][2] / 1e3:.0f}k",
-            ]
+            lib: [f"{v:.0f}" for v in med[(family, lib)][:-2]]
+            + [f"{v / 1e3:.0f}k" for v in med[(family, lib)][-2:]]
             for lib in libraries
         }
-        ratios = [
-            ratio_line({lib: med[(family, lib)][i] for lib in libraries}, True) for i in range(3)
+        rows["nfkit / best peer"] = [
+            ratio_line({lib: med[(family, lib)][i] for lib in libraries}, True) for i in range(cols)
         ]
-        rows["nfkit / best peer"] = ratios
         lines += table(
-            f"### (1)-(2) {family} on moons: training steps/s (batch 512), log_prob and "
-            "sampling points/s (100 000 points)",
-            ["train steps/s", "log_prob pts/s", "sample pts/s"],
+            f"### (1)-(2) {family} on moons: training steps/s, log_prob and sampling points/s "
+            f"({points:,} points)",
+            [f"train steps/s, batch {b}" for b in batches] + ["log_prob pts/s", "sample pts/s"],
             rows,
         )
     lines += [
@@ -254,7 +377,7 @@ def main() -> None:
         "D passes for the density (an IAF in nfkit's terms; see (3)), so its sampling column "
         "is not like for like. Against the peers whose MAF samples in D passes, nfkit samples "
         + ", ".join(
-            f"{family} {med[(family, 'nfkit')][2] / max(med[(family, p)][2] for p in same):.2f}x"
+            f"{family} {med[(family, 'nfkit')][-1] / max(med[(family, p)][-1] for p in same):.2f}x"
             for family in FAMILIES
             if (same := [p for p in libraries if p not in ("nfkit", "normflows")])
         )
@@ -263,12 +386,12 @@ def main() -> None:
         "",
     ]
     # (3)
-    dims = [2, 8, 32, 64]
+    dims, n_dim = [2, 8, 32, 64], points // 10
     scale: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for r in range(max(1, args.repeats // 2)):
         for d in dims:
             for library in rotated(r):
-                lp, smp = throughput("MAF", library, d, 10_000, layers=5, hidden=(256, 256))
+                lp, smp = throughput("MAF", library, d, n_dim, layers=5, hidden=(256, 256))
                 scale.setdefault((library, d), []).append((lp, smp))
     rows = {}
     for library in libraries:
@@ -276,44 +399,50 @@ def main() -> None:
         for d in dims:
             lp = statistics.median(v[0] for v in scale[(library, d)])
             smp = statistics.median(v[1] for v in scale[(library, d)])
-            cells.append(f"{10_000 / lp * 1e3:.0f} / {10_000 / smp * 1e3:.0f}")
+            cells.append(f"{n_dim / lp * 1e3:.0f} / {n_dim / smp * 1e3:.0f}")
         rows[library] = cells
     lines += table(
-        "### (3) Cost against dimension: milliseconds for log_prob / sampling of 10 000 "
+        f"### (3) Cost against dimension: milliseconds for log_prob / sampling of {n_dim:,} "
         "points, 5 MAF layers, MADE [256, 256]",
         [f"D = {d}" for d in dims],
         rows,
     )
-    # (4)
-    nll: dict[tuple[str, str], list[float]] = {}
-    for r in range(max(1, args.repeats // 2)):
-        for data_name in ("moons", "16-D mixture"):
-            for library in rotated(r):
-                value = nll_at_budget(library, data_name, args.budget, seed=r)
-                nll.setdefault((library, data_name), []).append(value)
-                print(data_name, library, f"{value:.3f}", flush=True)
-    rows = {
-        lib: [f"{statistics.median(nll[(lib, d)]):.3f}" for d in ("moons", "16-D mixture")]
-        for lib in libraries
-    }
-    lines += table(
-        f"### (4) Held-out NLL (nats) after {args.budget:.0f} s of training, chapter MAF, "
-        "batch 512, Adam 1e-3 (lower is better)",
-        ["moons", "16-D mixture"],
-        rows,
-    )
+    # (4), on the CPU only: a wall-clock budget per library and data set is too dear on a lease
+    if not gpu:
+        nll: dict[tuple[str, str], list[float]] = {}
+        for r in range(max(1, args.repeats // 2)):
+            for data_name in ("moons", "16-D mixture"):
+                for library in rotated(r):
+                    value = nll_at_budget(library, data_name, args.budget, seed=r)
+                    nll.setdefault((library, data_name), []).append(value)
+                    print(data_name, library, f"{value:.3f}", flush=True)
+        rows = {
+            lib: [f"{statistics.median(nll[(lib, d)]):.3f}" for d in ("moons", "16-D mixture")]
+            for lib in libraries
+        }
+        lines += table(
+            f"### (4) Held-out NLL (nats) after {args.budget:.0f} s of training, chapter MAF, "
+            "batch 512, Adam 1e-3 (lower is better)",
+            ["moons", "16-D mixture"],
+            rows,
+        )
     # (5)
     rows = {}
     for library in libraries:
-        train_mib, sample_mib = peak_memory("MAF", library)
-        rows[library] = [f"{train_mib:.0f}", f"{sample_mib:.0f}"]
+        mib = gpu_memory("MAF", library, points) if gpu else peak_memory("MAF", library)
+        rows[library] = [f"{mib[0]:.0f}", f"{mib[1]:.0f}"]
+    what = (
+        "Peak GPU memory above the start (MiB, `torch.cuda.max_memory_allocated`)"
+        if gpu
+        else "Peak resident memory above the start (MiB, sampled every millisecond in a "
+        "fresh process)"
+    )
     lines += table(
-        "### (5) Peak resident memory above the start (MiB, sampled every millisecond in a "
-        "fresh process), chapter MAF",
-        ["20 training steps, batch 512", "sampling 100 000 points"],
+        f"### (5) {what}, chapter MAF",
+        ["20 training steps, batch 512", f"sampling {points:,} points"],
         rows,
     )
-    write_section("throughput", lines)
+    write_section(f"throughput{suffix}", lines, args.readme)
 
 
 if __name__ == "__main__":

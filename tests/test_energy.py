@@ -288,28 +288,6 @@ def test_fit_energy_is_nan_safe() -> None:
         nfkit.fit_energy(flow, lambda x: x.sum(-1) * torch.nan, batch_size=64, verbose=0)
 
 
-def test_fit_energy_resumes_like_an_uninterrupted_run(tmp_path) -> None:
-    def run(epochs: int, resume: bool) -> torch.Tensor:
-        torch.manual_seed(1)
-        flow = flows.realnvp(2, layers=2, hidden=[16])
-        nfkit.fit_energy(
-            flow,
-            DoubleWell(),
-            epochs=epochs,
-            steps_per_epoch=10,
-            seed=3,
-            verbose=0,
-            checkpoint=tmp_path / "energy.ckpt",
-            resume=resume,
-        )
-        return torch.cat([p.detach().flatten() for p in flow.parameters()])
-
-    straight = run(3, resume=False)
-    (tmp_path / "energy.ckpt").unlink()
-    run(1, resume=False)
-    assert torch.equal(run(3, resume=True), straight)
-
-
 def test_fit_without_data_needs_an_energy_objective() -> None:
     with pytest.raises(ValueError, match="maximum likelihood needs data"):
         nfkit.fit(_gaussian([0.0], 1.0), None)

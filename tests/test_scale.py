@@ -139,12 +139,17 @@ def test_parquet_rows_are_converted_once_and_mapped(tmp_path) -> None:
     nfkit.fit(flows.maf(2, layers=1), rows, epochs=1, batch_size=500, verbose=0)
 
 
-def test_compiled_training_step_agrees_with_eager() -> None:
+# On a GPU, also the CUDA-graph mode (forward and backward replayed as graphs).
+COMPILED = [("cpu", True)] + ([("cuda", "reduce-overhead")] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device, mode", COMPILED)
+def test_compiled_training_step_agrees_with_eager(device, mode) -> None:
     data = torch.randn(512, 2, generator=torch.Generator().manual_seed(1))
 
-    def run(compile: bool) -> tuple[list[float], dict[str, torch.Tensor]]:
+    def run(compile: bool | str) -> tuple[list[float], dict[str, torch.Tensor]]:
         torch.manual_seed(0)
-        flow = flows.maf(2, layers=2, hidden=[16, 16])
+        flow = flows.maf(2, layers=2, hidden=[16, 16]).to(device)
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message="torch.compile failed")  # no fallback
             history = nfkit.fit(
@@ -153,10 +158,15 @@ def test_compiled_training_step_agrees_with_eager() -> None:
         return history.history["loss"], flow.state_dict()
 
     eager_loss, eager_state = run(False)
-    compiled_loss, compiled_state = run(True)
+    compiled_loss, compiled_state = run(mode)
     np.testing.assert_allclose(compiled_loss, eager_loss, rtol=1e-4)
     for key, value in eager_state.items():
         torch.testing.assert_close(compiled_state[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_compile_mode_is_named() -> None:
+    with pytest.raises(ValueError, match="'fastest'"):
+        nfkit.fit(flows.maf(2, layers=1, hidden=[8]), torch.randn(64, 2), compile="fastest")
 
 
 def test_compile_falls_back_to_eager_with_a_warning(monkeypatch) -> None:

@@ -41,3 +41,26 @@ def as_size(shape: int | Sequence[int] | torch.Size) -> torch.Size:
     if isinstance(shape, int | np.integer):
         return torch.Size([int(shape)])
     return torch.Size(tuple(int(s) for s in shape))
+
+
+def resolve_device(spec: str | torch.device) -> torch.device:
+    """The ``torch.device`` named by ``spec`` ("cpu", "cuda", "cuda:1", "mps"), checked to exist.
+
+    Raises:
+        ValueError: the name is not a device, or torch finds no such device on this machine.
+
+    """
+    try:
+        device = torch.device(spec)
+    except RuntimeError as err:
+        raise ValueError(f"{spec!r} is not a device name (use cpu, cuda, cuda:N or mps)") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r}: torch finds no CUDA device on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {spec!r}: torch finds no MPS device on this machine")
+    return device

@@ -110,6 +110,9 @@ def train(
         Path | None, typer.Option(help="Continue the interrupted run in this folder.")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar or summary.")] = False,
+    device: Annotated[
+        str, typer.Option(help="Where to train: cpu, cuda, cuda:N or mps (the model file is CPU).")
+    ] = "cpu",
 ) -> None:
     """Train a flow on DATA and write the model, metrics, pictures and report into a run folder."""
     with _user_errors():
@@ -135,6 +138,7 @@ def train(
             "columns": [c.strip() for c in columns.split(",") if c.strip()] if columns else None,
             "standardize": standardize,
             "seed": seed,
+            "device": device,
         }
         runs.start_run(args, out, force=force, quiet=quiet)
 

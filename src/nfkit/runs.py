@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from nfkit import __version__
+from nfkit._tensors import resolve_device
 from nfkit.continuous import fit_flow_matching
 from nfkit.data import Standardization, Table, read_table
 from nfkit.distributions.base import Distribution, evaluation_mode
@@ -62,6 +63,7 @@ def start_run(args: dict[str, Any], out: Path, *, force: bool, quiet: bool) -> P
             f"--objective {args['objective']} trains continuous flows only; use --flow cnf, or "
             "--objective likelihood"
         )
+    resolve_device(args.get("device", "cpu"))  # before anything is written
     exists = out.exists() and any(out.iterdir())
     if exists and not force:
         raise UserError(
@@ -159,7 +161,7 @@ def _train(
     values = table.values
     y = standard.apply(values) if standard else values
     torch.manual_seed(args["seed"])
-    flow = _build_flow(args, table)
+    flow = _build_flow(args, table).to(resolve_device(args.get("device", "cpu")))
     objective = _objective(args)
     rows, split = y.astype(np.float32), {"validation_split": args["validation_split"]}
     train = fit
@@ -187,6 +189,7 @@ def _train(
         resume=resumed,
         **split,
     )
+    flow = flow.cpu()  # the model file, pictures and report are made on the CPU
     model = standard.bijector()(flow) if standard else flow
     # Per-epoch NLL in data units: the standardization adds sum(log s) nats.
     shift = float(np.log(standard.std).sum()) if standard else 0.0

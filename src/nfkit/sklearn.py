@@ -17,6 +17,7 @@ import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from nfkit._tensors import resolve_device
 from nfkit.continuous import fit_flow_matching
 from nfkit.data.standardize import Standardization
 from nfkit.distributions.base import Distribution, evaluation_mode
@@ -42,9 +43,11 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         standardize: standardize columns inside the model; constant columns get unit scale.
         random_state: seed for initialisation, data order and the validation split.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+        device: where to train (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``); the fitted
+            ``flow_`` is moved back to the CPU, so the estimator pickles and scores anywhere.
 
     Attributes:
-        flow_: the trained :class:`~nfkit.distributions.Distribution`, in data units.
+        flow_: the trained :class:`~nfkit.distributions.Distribution`, in data units (CPU).
         history_: the :class:`~nfkit.History` of training.
         n_features_in_: number of columns seen in ``fit``.
 
@@ -71,6 +74,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         standardize: bool = True,
         random_state: int | None = None,
         verbose: int = 0,
+        device: str = "cpu",
     ) -> None:
         self.flow = flow
         self.layers = layers
@@ -82,6 +86,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
 
     def fit(self, X: Any, y: Any = None) -> FlowDensityEstimator:  # noqa: N803
         """Learn the density of the rows of ``X`` (``y`` is ignored)."""
@@ -104,7 +109,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
             train = fit_flow_matching
         else:
             sizes["layers"] = self.layers
-        flow = FLOWS[self.flow](X.shape[1], **sizes)
+        flow = FLOWS[self.flow](X.shape[1], **sizes).to(resolve_device(self.device))
         use_validation = self.validation_fraction and X.shape[0] * self.validation_fraction >= 1
         self.history_ = train(
             flow,
@@ -117,6 +122,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
             seed=seed,
             verbose=self.verbose,
         )
+        flow = flow.cpu()
         model = standard.bijector()(flow) if standard else flow
         # Trained in float32 for speed; scored in float64, so that a row's log-density does not
         # depend on which other rows share its batch (scikit-learn checks this to 1e-7).

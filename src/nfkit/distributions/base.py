@@ -111,7 +111,7 @@ class Distribution(Configurable, nn.Module):
         """Draw reparametrized samples of shape ``sample_shape + batch_shape + event_shape``;
         gradients flow back to the parameters.
         """
-        return self._rsample(as_size(sample_shape) + self.batch_shape, context)
+        return self._rsample(as_size(sample_shape) + self.batch_shape, self._as_context(context))
 
     def sample(self, sample_shape: SampleShape = (), *, context: Tensor | None = None) -> Tensor:
         """Draw samples of shape ``sample_shape + batch_shape + event_shape``, without gradients.
@@ -130,11 +130,14 @@ class Distribution(Configurable, nn.Module):
     ) -> Tensor | np.ndarray:
         """Log-density of ``value`` (shape ``(*, *event_shape)``), reduced over the event dims.
 
-        Tensors in, tensors out (differentiable). A numpy array or list in (the chapter's
+        Tensors in, tensors out (differentiable; a tensor on another device is moved to this
+        distribution's, so a flow moved with ``.to("cuda")`` takes CPU data). A numpy array or
+        list in (the chapter's
         ``td.log_prob(zgrid)``) is cast to this distribution's dtype, evaluated without
         gradients, and answered with a numpy array, so ``np.exp(td.log_prob(grid))`` works.
         """
         tensor, from_numpy = self._as_input(value)
+        context = self._as_context(context)
         if from_numpy:
             with evaluation_mode(self):
                 return self._log_prob(tensor, context).cpu().numpy()
@@ -151,8 +154,14 @@ class Distribution(Configurable, nn.Module):
         self, sample_shape: SampleShape = (), *, context: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Reparametrized samples and their log-density, computed together."""
+        context = self._as_context(context)
         x = self.rsample(sample_shape, context=context)
         return x, self._log_prob(x, context)
+
+    def _as_context(self, context: Tensor | None) -> Tensor | None:
+        if context is None or context.device == self.device:
+            return context
+        return context.to(self.device)
 
     def _as_input(self, value: Tensor | np.ndarray) -> tuple[Tensor, bool]:
         from_numpy = not isinstance(value, Tensor)
@@ -170,6 +179,8 @@ class Distribution(Configurable, nn.Module):
             )
         else:
             tensor = value
+        if tensor.device != self.device:
+            tensor = tensor.to(self.device)  # data follows the distribution (differentiably)
         n_event = len(self.event_shape)
         if tensor.ndim < n_event or tensor.shape[tensor.ndim - n_event :] != self.event_shape:
             size = tuple(self.event_shape)

@@ -80,6 +80,7 @@ class TransformedDistribution(PushedForward):
         context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Reparametrized samples and their log-density, using only the forward direction."""
+        context = self._as_context(context)
         z, base_log_prob = self.distribution.sample_and_log_prob(sample_shape, context=context)
         x, log_det = self.bijector.forward_and_log_det(
             z, event_ndims=self._event_ndims, context=context

@@ -91,12 +91,13 @@ class Batches:
             return
         n = self.data.shape[0]
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if isinstance(self.data, Tensor):
+            order = order.to(self.data.device)  # one copy per epoch, not one per batch
         for idx in order.split(self.batch_size):
             idx = idx[self.rank :: self.world]
             if isinstance(self.data, MappedRows):
                 yield self.data.rows(idx), None if self.context is None else self.context[idx]
                 continue
-            idx = idx.to(self.data.device)
             yield self.data[idx], None if self.context is None else self.context[idx]
 
 

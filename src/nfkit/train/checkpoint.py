@@ -41,6 +41,7 @@ class TrainingState:
     data_rng: Tensor
     stopped_early: bool = False
     model: dict[str, Tensor] = field(default_factory=dict)
+    device_rng: Tensor | None = None  # the CUDA generator's state when training on a GPU
 
 
 def write_checkpoint(path: str | os.PathLike, state: TrainingState) -> None:
@@ -57,6 +58,8 @@ def write_checkpoint(path: str | os.PathLike, state: TrainingState) -> None:
         tensors.update({f"best.{k}": v for k, v in state.best_state.items()})
     tensors["rng.torch"] = state.torch_rng
     tensors["rng.data"] = state.data_rng
+    if state.device_rng is not None:
+        tensors["rng.device"] = state.device_rng
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     header = {
         "format": _KIND,
@@ -112,6 +115,7 @@ def read_checkpoint(path: str | os.PathLike) -> TrainingState:
         data_rng=tensors["rng.data"],
         stopped_early=meta["stopped_early"],
         model=part("model."),
+        device_rng=tensors.get("rng.device"),
     )
 
 

@@ -75,6 +75,8 @@ class compiled:  # noqa: N801  (used like a function)
     def __init__(self, module: nn.Module, **options: Any) -> None:
         self.eager = module
         self.failed: Exception | None = None
+        # Modes that replay CUDA graphs must be told where a training step starts.
+        self.graphs = options.get("mode") in ("reduce-overhead", "max-autotune")
         try:
             self.fn: Callable[..., Tensor] = torch.compile(module, **options)
         except Exception as err:
@@ -92,6 +94,8 @@ class compiled:  # noqa: N801  (used like a function)
     def __call__(self, *args: Any) -> Tensor:
         if self.failed is None:
             try:
+                if self.graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
                 return self.fn(*args)
             except Exception as err:
                 self._fall_back(err)

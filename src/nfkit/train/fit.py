@@ -36,6 +36,8 @@ from nfkit.train.distributed import (
 
 __all__ = ["History", "NonFiniteLossError", "fit", "negative_log_likelihood"]
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 Callback = Callable[[int, dict[str, float]], bool | None]
 Objective = Callable[[Distribution, Any, Tensor | None], Tensor]
 OptimizerSpec = str | Callable[..., torch.optim.Optimizer]
@@ -194,7 +196,7 @@ def fit(
     objective: Objective = negative_log_likelihood,
     steps_per_epoch: int | None = None,
     strategy: str | None = None,
-    compile: bool = False,
+    compile: bool | str = False,
 ) -> History:
     r"""Train ``distribution`` by maximum likelihood on ``data`` (chapter eq. 7.3).
 
@@ -251,7 +253,10 @@ def fit(
             give it a ``torch.utils.data.DistributedSampler``.
         compile: run the training step through ``torch.compile``; if compilation fails the
             step runs eagerly (one ``RuntimeWarning``). Pays off for long runs of a fixed
-            architecture; the first steps are slower while it compiles.
+            architecture; the first steps are slower while it compiles. A string is
+            ``torch.compile``'s ``mode``: ``"reduce-overhead"`` replays the step's forward and
+            backward as CUDA graphs on a GPU, which removes the per-kernel launch cost that
+            dominates small flows there (see ``benchmarks/README.md``).
 
     Returns:
         A :class:`History` whose ``history["loss"]`` (and ``"val_loss"``) has one value per epoch.
@@ -345,7 +350,10 @@ def fit(
         step_module = wrap_ddp(step_module, device)  # broadcasts rank 0's weights
         if seed is not None:
             torch.manual_seed(seed + rank)  # own samples per process (energy objectives)
-    run_step = compiled(step_module) if compile else step_module
+    if isinstance(compile, str) and compile not in COMPILE_MODES:
+        raise ValueError(f"compile must be a bool or one of {COMPILE_MODES}, got {compile!r}")
+    mode = {"mode": compile} if isinstance(compile, str) else {}
+    run_step = compiled(step_module, **mode) if compile else step_module
     batches = Batches(train_x, train_c, batch_size, shuffle, generator, rank, world)
     steps = len(batches)
     scheduler = _schedule(lr_schedule, opt, steps * epochs)
@@ -366,6 +374,8 @@ def fit(
         history.best_epoch, history.stopped_early = state.best_epoch, state.stopped_early
         best, bad_epochs, best_state = state.best, state.bad_epochs, state.best_state
         torch.set_rng_state(state.torch_rng)
+        if state.device_rng is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(state.device_rng, device)
         generator.set_state(state.data_rng)
         start_epoch = epochs if state.stopped_early else state.next_epoch
     bar = tqdm(
@@ -447,6 +457,9 @@ def fit(
                         bad_epochs=bad_epochs,
                         best_state=best_state,
                         torch_rng=torch.get_rng_state(),
+                        device_rng=(
+                            torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+                        ),
                         data_rng=generator.get_state(),
                         stopped_early=history.stopped_early,
                         model=distribution.state_dict(),
