@@ -46,8 +46,18 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]" "$(TORCH)"
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
-	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) density2d.py && ../$(PY) flow_matching16d.py && ../$(PY) energy.py && ../$(PY) throughput.py
+# The chapter's own TensorFlow Probability code runs in a venv of its own (TensorFlow pins its
+# own numpy); when it does not install, tfp_protocol.py says so in its section.
+TFP_VENV := .venv-tfp
+TFP_STAMP := $(TFP_VENV)/.installed
+TFP := "tensorflow==2.19.*" "tf-keras==2.19.*" "tensorflow-probability==0.25.*" scikit-learn
+
+$(TFP_STAMP):
+	($(PYTHON) -m venv $(TFP_VENV) && $(TFP_VENV)/bin/pip install --quiet $(TFP) && touch $@) \
+		|| echo "TensorFlow Probability did not install; tfp_protocol.py will say so"
+
+bench: $(BENCH_STAMP) $(TFP_STAMP)
+	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) tfp_protocol.py && ../$(PY) density2d.py && ../$(PY) flow_matching16d.py && ../$(PY) energy.py && ../$(PY) throughput.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(TFP_VENV) out .pytest_cache

@@ -132,9 +132,9 @@ class Distribution(Configurable, nn.Module):
 
         Tensors in, tensors out (differentiable; a tensor on another device is moved to this
         distribution's, so a flow moved with ``.to("cuda")`` takes CPU data). A numpy array or
-        list in (the chapter's
-        ``td.log_prob(zgrid)``) is cast to this distribution's dtype, evaluated without
-        gradients, and answered with a numpy array, so ``np.exp(td.log_prob(grid))`` works.
+        list in (the chapter's ``td.log_prob(zgrid)``) is cast to this distribution's dtype,
+        evaluated without gradients, and answered with a numpy array, so
+        ``np.exp(td.log_prob(grid))`` works.
         """
         tensor, from_numpy = self._as_input(value)
         context = self._as_context(context)
