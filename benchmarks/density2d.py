@@ -199,8 +199,8 @@ def main():
     lines.append("| training time (s) | | " + " | ".join(f"{s:.0f}" for s in seconds) + " |")
     lines += [
         "",
-        "Training seconds each method needed to reach the NLL that MAF ends with (a level every",
-        "discrete flow here reaches), on 2 000 separate draws scored after each epoch (the",
+        "Training seconds each method needed to reach the NLL that MAF ends with (the chapter's",
+        "flow as the yardstick), on 2 000 separate draws scored after each epoch (the",
         "scoring time not counted); '—': not reached within its budget.",
         "",
         "| density | target NLL | " + " | ".join(names) + " |",

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 TFP_PYTHON = Path(__file__).resolve().parent.parent / ".venv-tfp" / "bin" / "python"
-CHAPTER = dict(epochs=50, batch_size=32, lr=1e-2)
 
 
 def moons(seed: int):
@@ -34,8 +33,9 @@ def moons(seed: int):
     return data, test
 
 
-def tfp_child(seed: int) -> None:
-    """The chapter's code (section 7.6), run under TensorFlow; prints one JSON line."""
+def tfp_child(seed: int, config: dict) -> None:
+    """The chapter's code (section 7.6), run under TensorFlow with ``config`` (epochs,
+    batch_size, lr: the chapter's); prints one JSON line."""
     import os
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # the chapter's Keras 2 functional API
@@ -55,7 +55,7 @@ def tfp_child(seed: int) -> None:
     td = tfd.TransformedDistribution(zdist, bijector=tfb.Chain(bijectors))
     x = tf.keras.Input(shape=(2,), dtype=tf.float32)
     model = tf.keras.Model(x, td.log_prob(x))
-    model.compile(optimizer=tf.optimizers.Adam(CHAPTER["lr"]), loss=lambda _, log_p: -log_p)
+    model.compile(optimizer=tf.optimizers.Adam(config["lr"]), loss=lambda _, log_p: -log_p)
     ends: list[float] = []
     mark = tf.keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter())
@@ -64,8 +64,8 @@ def tfp_child(seed: int) -> None:
     model.fit(
         x=data,
         y=np.zeros(len(data)),
-        epochs=CHAPTER["epochs"],
-        batch_size=CHAPTER["batch_size"],
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
         verbose=0,
         callbacks=[mark],
     )
@@ -75,41 +75,14 @@ def tfp_child(seed: int) -> None:
     print(json.dumps({"nll": nll, "seconds": seconds, "epoch": per_epoch, "tf": tf.__version__}))
 
 
-def run_tfp(seed: int) -> dict:
+def run_tfp(seed: int, config: dict) -> dict:
     done = subprocess.run(
-        [str(TFP_PYTHON), __file__, "--tfp-child", str(seed)],
+        [str(TFP_PYTHON), __file__, "--tfp-child", str(seed), json.dumps(config)],
         capture_output=True,
         text=True,
         check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def run_nfkit(seed: int, compile: bool) -> dict:
-    import torch
-    from peers import build_nfkit
-
-    import nfkit
-
-    torch.manual_seed(seed)
-    data, test = (torch.as_tensor(a) for a in moons(seed))
-    model = build_nfkit(2, 3, [128, 128])
-    ends: list[float] = []
-
-    def mark(epoch: int, logs: dict) -> bool:
-        ends.append(time.perf_counter())
-        return False
-
-    start = time.perf_counter()
-    nfkit.fit(
-        model.module, data, verbose=0, seed=seed, callbacks=[mark], compile=compile, **CHAPTER
-    )
-    seconds = time.perf_counter() - start
-    model.module.eval()
-    with torch.no_grad():
-        nll = -float(model.log_prob(test).mean())
-    per_epoch = statistics.median(b - a for a, b in itertools.pairwise(ends))
-    return {"nll": nll, "seconds": seconds, "epoch": per_epoch}
 
 
 def tfp_available() -> str | None:
@@ -131,11 +104,12 @@ def tfp_available() -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--tfp-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--tfp-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tfp_child is not None:
-        tfp_child(args.tfp_child)
+        tfp_child(int(args.tfp_child[0]), json.loads(args.tfp_child[1]))
         return
+    from chapter_protocol import CHAPTER, run
     from report import machine, write_section
 
     version = tfp_available()
@@ -156,7 +130,11 @@ def main() -> None:
         order = list(names)[seed % 3 :] + list(names)[: seed % 3]
         for name in order:
             flag = names[name]
-            result = run_tfp(seed) if flag is None else run_nfkit(seed, flag)
+            if flag is None:
+                result = run_tfp(seed, CHAPTER)
+            else:
+                nll, seconds, epoch = run("nfkit", seed, {**CHAPTER, "compile": flag})
+                result = {"nll": nll, "seconds": seconds, "epoch": epoch}
             results[name].append(result)
             print(f"seed {seed} {name}: {result}", flush=True)
     lines += [
