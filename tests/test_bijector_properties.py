@@ -75,7 +75,10 @@ BIJECTORS: dict[str, Case] = {
     "ActNorm": Case(lambda: nfb.ActNorm(3, data_init=False)),
     "ActNorm(lazy)": Case(lambda: nfb.ActNorm(data_init=False), size=4),
     "ActNorm(image)": Case(
-        lambda: nfb.FlatImage(nfb.ActNorm(2, event_ndims=3, data_init=False), [2, 3, 2]), size=12
+        lambda: nfb.FlatImage(
+            nfb.ActNorm(2, forward_min_event_ndims=3, data_init=False), [2, 3, 2]
+        ),
+        size=12,
     ),
     "BatchNorm(eval)": Case(_batchnorm_eval),
     # FlatImage needs a shape-preserving image bijector: squeeze, mix channels, unsqueeze.
@@ -96,7 +99,7 @@ BIJECTORS: dict[str, Case] = {
         lambda: nfb.FlatImage(nfb.FactorOut(nfb.InvertibleConv1x1(2), keep=2), [3, 2, 1]), size=6
     ),
     "ActNorm(sequence)": Case(
-        lambda: _sequence(nfb.ActNorm(2, event_ndims=2, data_init=False)), size=12
+        lambda: _sequence(nfb.ActNorm(2, forward_min_event_ndims=2, data_init=False)), size=12
     ),
     "WaveNetCoupling": Case(
         lambda: _sequence(nfb.WaveNetCoupling(hidden_channels=4, layers=2)), size=12

@@ -20,8 +20,9 @@ def test_squeeze_time_folds_pairs_of_steps_into_channels():
 
 
 def test_actnorm_on_sequences_has_one_pair_per_channel():
-    b = nfb.ActNorm(event_ndims=2)
+    b = nfb.ActNorm(forward_min_event_ndims=2)
     x = torch.randn(32, 3, 10) * torch.tensor([1.0, 2.0, 5.0])[:, None]
+    nfb.data_init(b, x)  # the data-dependent start is explicit
     z, log_det = b.inverse_and_log_det(x)
     assert b.loc.shape == (3, 1)
     torch.testing.assert_close(log_det, -b.log_scale.detach().sum().expand(32) * 10)

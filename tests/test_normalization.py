@@ -9,29 +9,45 @@ import nfkit.bijectors as nfb
 import nfkit.distributions as nfd
 
 
-def test_actnorm_standardizes_the_first_training_batch_once():
+def test_actnorm_standardizes_the_batch_it_is_initialized_from_once():
     torch.manual_seed(0)
     b = nfb.ActNorm()
     x = torch.randn(400, 3) * torch.tensor([0.1, 2.0, 5.0]) + torch.tensor([3.0, -1.0, 0.0])
-    z = b.inverse(x)
+    z = nfb.data_init(b, x)
     torch.testing.assert_close(z.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.std(0, correction=0), torch.ones(3), atol=1e-4, rtol=0)
     assert bool(b.initialized)
     loc = b.loc.detach().clone()
     b.inverse(x * 10.0)  # later batches leave the parameters alone
+    nfb.data_init(b, x * 10.0)  # and so does a second explicit start
     torch.testing.assert_close(b.loc.detach(), loc)
 
 
-def test_actnorm_does_not_initialize_in_eval_mode_or_when_asked_not_to():
+def test_actnorm_start_is_explicit_not_a_side_effect_of_the_first_call():
     x = torch.randn(50, 2) * 3.0 + 4.0
-    for b in (nfb.ActNorm(2).eval(), nfb.ActNorm(2, data_init=False)):
+    for b in (nfb.ActNorm(2), nfb.ActNorm(2).train(), nfb.ActNorm(2, data_init=False)):
+        z = torch.randn(7, 2)
+        torch.testing.assert_close(b.forward(z), z)  # forward, then inverse: no change between
         torch.testing.assert_close(b.inverse(x), x)
+        assert not bool(b.initialized) or not b.data_init
+    asked_not_to = nfb.ActNorm(2, data_init=False)
+    nfb.data_init(asked_not_to, x)
+    torch.testing.assert_close(asked_not_to.inverse(x), x)
+
+
+def test_fit_starts_actnorm_from_its_first_batch():
+    torch.manual_seed(0)
+    flow = nfb.ActNorm()(nfd.MultivariateNormalDiag(loc=[0.0, 0.0]))
+    x = torch.randn(64, 2) * 3.0 + 5.0
+    nfkit.fit(flow, x, epochs=1, batch_size=64, lr=1e-9, verbose=0, shuffle=False)
+    torch.testing.assert_close(flow.bijector.loc.detach(), x.mean(0), atol=1e-4, rtol=0)
 
 
 def test_actnorm_on_images_uses_one_pair_per_channel():
     torch.manual_seed(1)
-    b = nfb.ActNorm(event_ndims=3)
+    b = nfb.ActNorm(forward_min_event_ndims=3)
     x = torch.randn(16, 3, 4, 4) * torch.tensor([1.0, 2.0, 3.0]).reshape(3, 1, 1)
+    nfb.data_init(b, x)
     z, log_det = b.inverse_and_log_det(x)
     assert b.loc.shape == (3, 1, 1)
     torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)

@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 _WHERE = {
     "bijectors": "nfkit.bijectors",
+    "callbacks": "nfkit.callbacks",
     "continuous": "nfkit.continuous",
     "fit_flow_matching": "nfkit.continuous",
     "distributions": "nfkit.distributions",
@@ -41,6 +42,7 @@ __all__ = [
     "NonFiniteLossError",
     "__version__",
     "bijectors",
+    "callbacks",
     "continuous",
     "distributions",
     "fit",
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from nfkit import bijectors, continuous, distributions, flows, stochastic, targets
+    from nfkit import bijectors, callbacks, continuous, distributions, flows, stochastic, targets
     from nfkit._config import register
     from nfkit.continuous import fit_flow_matching
     from nfkit.io import ModelFileError, load, save

@@ -273,7 +273,7 @@ def _glow_level(channels: int, level: int, levels: int, steps: int, hidden: int)
     parts: list[Bijector] = [Invert(Squeeze())]
     for _ in range(steps):
         parts += [
-            ActNorm(channels, event_ndims=3),
+            ActNorm(channels, forward_min_event_ndims=3),
             InvertibleConv1x1(channels),
             GlowCoupling(hidden_channels=hidden),
         ]
@@ -339,7 +339,7 @@ def _flowavenet_block(block: int, blocks: int, flows: int, hidden: int, layers: 
     parts: list[Bijector] = [Invert(SqueezeTime())]
     for i in range(flows):
         parts += [
-            ActNorm(event_ndims=2),
+            ActNorm(forward_min_event_ndims=2),
             WaveNetCoupling(hidden_channels=hidden, layers=layers, swap=bool(i % 2)),
         ]
     if block + 1 < blocks:

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from nfkit._config import REGISTRY, Configurable, register
 from nfkit._files import atomic_save_file
+from nfkit._format1 import upgrade_args, upgrade_state
 from nfkit.distributions.base import Distribution
 
 __all__ = [
@@ -46,7 +47,9 @@ __all__ = [
     "save",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# 2: one conditioner convention (``conditioner`` for every layer's network); format 1 files
+# are read through nfkit._format1.
 
 
 class ModelFileError(ValueError):
@@ -88,11 +91,11 @@ def _encode(value: Any, where: str, tensors: dict[str, Tensor]) -> Any:
     )
 
 
-def _decode(value: Any, tensors: dict[str, Tensor]) -> Any:
+def _decode(value: Any, tensors: dict[str, Tensor], version: int = FORMAT_VERSION) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, list):
-        return [_decode(v, tensors) for v in value]
+        return [_decode(v, tensors, version) for v in value]
     if not isinstance(value, dict):
         raise ModelFileError(f"unexpected value in the model config: {value!r}")
     if "tensor" in value:
@@ -104,7 +107,7 @@ def _decode(value: Any, tensors: dict[str, Tensor]) -> Any:
             raise ModelFileError(f"unknown dtype {value['dtype']!r} in the model config")
         return dtype
     if "dict" in value:
-        return {k: _decode(v, tensors) for k, v in value["dict"].items()}
+        return {k: _decode(v, tensors, version) for k, v in value["dict"].items()}
     if "class" in value:
         name = value["class"]
         if name not in REGISTRY:
@@ -114,9 +117,9 @@ def _decode(value: Any, tensors: dict[str, Tensor]) -> Any:
                 f"the model uses class {name!r}, which this program has not registered: import "
                 "the module that defines it (decorated with @nfkit.register) before loading"
             )
-        return _construct(
-            REGISTRY[name], {k: _decode(v, tensors) for k, v in value["args"].items()}
-        )
+        cls = REGISTRY[name]
+        args = {k: _decode(v, tensors, version) for k, v in value["args"].items()}
+        return _construct(cls, upgrade_args(cls, args) if version == 1 else args)
     raise ModelFileError(f"unexpected object in the model config: {sorted(value)}")
 
 
@@ -249,13 +252,14 @@ def load_with_header(
 ) -> tuple[Distribution, dict[str, Any]]:
     """:func:`load` and :func:`read_header` from a single read of the file."""
     header, tensors = _read(path)
+    version = int(header["format_version"])
     try:
-        model = _decode(json.loads(header["config"]), tensors)
+        model = _decode(json.loads(header["config"]), tensors, version)
         if not isinstance(model, Distribution):
             raise ModelFileError(f"{path} does not hold a distribution")
         model = model.to(dtype=getattr(torch, header.get("dtype", "float32")))
         state = {k.removeprefix("state."): v for k, v in tensors.items() if k.startswith("state.")}
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(upgrade_state(model, state) if version == 1 else state, strict=True)
     except (TypeError, KeyError, RuntimeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: the model could not be rebuilt ({err})") from err
     return model.to(map_location).eval(), _decoded(header)

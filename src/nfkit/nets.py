@@ -16,12 +16,15 @@ from nfkit._config import Configurable
 
 __all__ = [
     "MLP",
+    "Conditioner",
     "ConvNet",
     "AutoregressiveNetwork",
+    "FunctionConditioner",
     "MaskedLinear",
     "VelocityNetwork",
     "WaveNet",
     "activation_module",
+    "refuse_context",
 ]
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -63,6 +66,65 @@ def activation_module(activation: Activation) -> nn.Module:
     if callable(activation):
         return _Lambda(activation)
     raise TypeError(f"activation must be a name, a module or a function, got {activation!r}")
+
+
+class Conditioner(Configurable, nn.Module):
+    r"""Base of the networks that give coupling and autoregressive layers their parameters.
+
+    The one convention of every such layer: the layer calls ``conditioner(inputs, units)``,
+    adding ``context=c`` only when it has a context, and gets back a tensor of the input's
+    batch shape followed by ``(units, params, *rest)``:
+
+    - coupling layers (``RealNVP``, ``SplineCoupling``, ``CircularCoupling``): ``inputs`` are
+      the kept dims ``(*, d)``, ``units`` the number of transformed dims, output
+      ``(*, units, params)``;
+    - autoregressive layers (``MaskedAutoregressiveFlow``, ``MaskedAutoregressiveSpline``):
+      ``inputs`` are all ``D`` dims, ``units == D``, output ``(*, D, params)``, where the
+      output for dim :math:`i` depends only on the inputs before it;
+    - channel couplings (``GlowCoupling``, ``WaveNetCoupling``): ``inputs`` are the kept
+      channels ``(*, C_a, *rest)``, ``units`` the other channels, output
+      ``(*, units, params, *rest)`` (``rest``: ``(H, W)`` or ``(T,)``).
+
+    ``params`` is what the layer's transform needs per unit (2 for an affine layer: shift and
+    scale; :math:`3K - 1` for a :math:`K`-bin spline); the layer checks the shape and names
+    what it expected. A network that cannot use a context raises when given one. Any callable
+    with this signature serves; subclass this class to have it saved with the model.
+    """
+
+    def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+class FunctionConditioner(Conditioner):
+    r"""A conditioner written the TensorFlow Probability way, adapted to nfkit's convention:
+    what a layer's ``shift_and_log_scale_fn=`` receives. TFP calls an autoregressive layer's
+    function as ``fn(x)`` and a coupling layer's as ``fn(x0, units)``, either returning a
+    tensor ``(*, units, params)`` or a tuple of ``params`` tensors ``(*, units)`` (shift,
+    log-scale), which is stacked here.
+
+    Args:
+        fn: the function or module.
+        takes_units: pass ``units`` as the second argument (TFP's ``RealNVP`` form).
+
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, takes_units: bool) -> None:
+        super().__init__()
+        self.fn, self.takes_units = fn, takes_units
+
+    def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Tensor:
+        args = (inputs, units) if self.takes_units else (inputs,)
+        out = self.fn(*args) if context is None else self.fn(*args, context=context)
+        return torch.stack(tuple(out), dim=-1) if isinstance(out, tuple | list) else out
+
+
+def refuse_context(network: nn.Module, context: Tensor | None) -> None:
+    """Raise a clear error when a network that has no use for a context is given one."""
+    if context is not None:
+        raise ValueError(
+            f"{type(network).__name__} cannot use a context: it is an unconditional network "
+            "(give the layer a conditioner that takes context=, or drop the context)"
+        )
 
 
 class MLP(Configurable, nn.Sequential):
@@ -158,7 +220,7 @@ def _input_degrees(order: str | Sequence[int], size: int) -> Tensor:
     return degrees
 
 
-class AutoregressiveNetwork(Configurable, nn.Module):
+class AutoregressiveNetwork(Conditioner):
     r"""MADE: a masked MLP whose output for dim :math:`i` depends only on inputs before :math:`i`.
 
     Each input dim gets a degree :math:`m(i)` from ``input_order``; hidden units get degrees in
@@ -183,7 +245,9 @@ class AutoregressiveNetwork(Configurable, nn.Module):
             training at large learning rates stable; ``False`` draws it Glorot-uniform like the
             hidden layers (TFP's initialisation).
 
-    Shapes: input ``(*, D)``, context ``(*, C)``, output ``(*, D, params)``.
+    Shapes: input ``(*, D)``, context ``(*, C)``, output ``(*, D, params)``: the conditioner
+    convention (:class:`Conditioner`) with ``units = D``, which may be left out
+    (``net(x)``, as in TFP).
 
     Parameters are created on the first call when ``event_shape`` is not given (the chapter never
     passes it); build an optimizer after that call, or call :meth:`build` first.
@@ -268,8 +332,13 @@ class AutoregressiveNetwork(Configurable, nn.Module):
         layers.append(MaskedLinear(out_mask, zero=self.zero_last, device=device, dtype=dtype))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, units: int | None = None, context: Tensor | None = None) -> Tensor:
         """Return the ``(*, D, params)`` autoregressive parameters of ``x``."""
+        if units is not None and units != x.shape[-1]:
+            raise ValueError(
+                f"an autoregressive network gives parameters for every input dim: units must be "
+                f"{x.shape[-1]} (the input width), got {units}"
+            )
         if self.net is None:
             n_context = None if context is None else context.shape[-1]
             self.build(x.shape[-1], n_context, device=x.device, dtype=x.dtype)
@@ -401,73 +470,113 @@ class VelocityNetwork(Configurable, nn.Module):
         return config
 
 
-class ConvNet(Configurable, nn.Module):
+def _channel_params(out: Tensor, params: int, units: int, event_rank: int) -> Tensor:
+    """``(*, params * units, *rest)`` (parameter-major, as the last layer is laid out) to the
+    conditioner convention ``(*, units, params, *rest)``.
+    """
+    return out.unflatten(-event_rank, (params, units)).transpose(-event_rank - 1, -event_rank)
+
+
+class ConvNet(Conditioner):
     r"""Glow's coupling network for images ``(*, C, H, W)``: a 3x3 convolution, ReLU, a 1x1
     convolution, ReLU, and a zero-initialized 3x3 convolution (the coupling starts as the
-    identity), padding kept so the output has the input's height and width. Built on first use.
+    identity), padding kept so the output has the input's height and width. Built on first
+    use. Called as a conditioner, ``net(x, units)`` returns ``(*, units, params, H, W)``;
+    it takes no context.
 
     Args:
-        out_channels: output channels.
         hidden_channels: width of the two hidden layers.
-        in_channels: input channels (builds the layers now instead of on first use).
+        params: parameters per output channel and pixel (2: shift and scale).
+        in_features: input channels; with ``units`` (output channels), builds the layers now
+            instead of on first use.
+        units: output channels.
 
     References:
         Kingma, Dhariwal, "Glow", 2018, https://arxiv.org/abs/1807.03039.
 
+    Example:
+        >>> import torch
+        >>> ConvNet(8)(torch.randn(5, 3, 4, 4), 2).shape
+        torch.Size([5, 2, 2, 4, 4])
+
     """
 
     def __init__(
-        self, out_channels: int, hidden_channels: int = 64, *, in_channels: int | None = None
+        self,
+        hidden_channels: int = 64,
+        *,
+        params: int = 2,
+        in_features: int | None = None,
+        units: int | None = None,
     ) -> None:
         super().__init__()
-        self.out_channels, self.hidden_channels = out_channels, hidden_channels
+        self.hidden_channels, self.params = hidden_channels, params
         self.net: nn.Sequential | None = None
-        if in_channels is not None:
-            self._build(in_channels)
+        if in_features is not None and units is not None:
+            self._build(in_features, units)
 
     def _build(
-        self, in_channels: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+        self,
+        in_features: int,
+        units: int,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
-        last = nn.Conv2d(self.hidden_channels, self.out_channels, 3, padding=1)
+        last = nn.Conv2d(self.hidden_channels, self.params * units, 3, padding=1)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
+        self.units = units
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, self.hidden_channels, 3, padding=1),
+            nn.Conv2d(in_features, self.hidden_channels, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(self.hidden_channels, self.hidden_channels, 1),
             nn.ReLU(),
             last,
         ).to(device=device, dtype=dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Tensor:
+        refuse_context(self, context)
         if self.net is None:
-            self._build(x.shape[-3], x.device, x.dtype)
+            self._build(inputs.shape[-3], units, inputs.device, inputs.dtype)
         assert self.net is not None
-        batch = x.shape[:-3]
-        out = self.net(x.reshape(-1, *x.shape[-3:]))
-        return out.reshape(*batch, *out.shape[-3:])
+        _check_built(self, inputs.shape[-3], self.net[0].in_channels, units)
+        batch = inputs.shape[:-3]
+        out = self.net(inputs.reshape(-1, *inputs.shape[-3:]))
+        out = out.reshape(*batch, *out.shape[-3:])
+        return _channel_params(out, self.params, units, 3)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         if self.net is not None:
-            config["in_channels"] = self.net[0].in_channels
+            config.update(in_features=self.net[0].in_channels, units=self.units)
         return config
 
 
-class WaveNet(Configurable, nn.Module):
+def _check_built(net: nn.Module, got: int, built: int, units: int) -> None:
+    if got != built or units != net.units:  # type: ignore[attr-defined]
+        raise ValueError(
+            f"{type(net).__name__} was built for {built} input channels and "
+            f"{net.units} units, got {got} and {units}"  # type: ignore[attr-defined]
+        )
+
+
+class WaveNet(Conditioner):
     r"""A WaveNet-style network for sequences ``(*, C, T)``: a 1x1 convolution to
     ``hidden_channels``, then ``layers`` residual blocks of dilated causal convolutions
     (dilation :math:`2^l`, so the receptive field is :math:`2^{L}(k-1) + 1` steps) with gated
     activations :math:`\tanh(a) \odot \sigma(b)`, skip connections summed, and a
-    zero-initialized 1x1 convolution to ``out_channels`` (a coupling built on it starts as the
-    identity). Built on first use.
+    zero-initialized 1x1 convolution (a coupling built on it starts as the identity). Built on
+    first use. Called as a conditioner, ``net(x, units)`` returns ``(*, units, params, T)``;
+    it takes no context.
 
     Args:
-        out_channels: output channels.
         hidden_channels: residual and skip width.
         layers: residual blocks.
         kernel_size: width of the dilated convolutions.
-        in_channels: input channels (builds the layers now instead of on first use).
+        params: parameters per output channel and step (2: shift and scale).
+        in_features: input channels; with ``units`` (output channels), builds the layers now
+            instead of on first use.
+        units: output channels.
 
     References:
         van den Oord et al., "WaveNet: A Generative Model for Raw Audio", 2016,
@@ -476,49 +585,57 @@ class WaveNet(Configurable, nn.Module):
 
     Example:
         >>> import torch
-        >>> WaveNet(4, 8, layers=3)(torch.randn(2, 3, 16)).shape
-        torch.Size([2, 4, 16])
+        >>> WaveNet(8, layers=3)(torch.randn(2, 3, 16), 4).shape
+        torch.Size([2, 4, 2, 16])
 
     """
 
     def __init__(
         self,
-        out_channels: int,
         hidden_channels: int = 32,
         *,
         layers: int = 4,
         kernel_size: int = 3,
-        in_channels: int | None = None,
+        params: int = 2,
+        in_features: int | None = None,
+        units: int | None = None,
     ) -> None:
         super().__init__()
-        self.out_channels, self.hidden_channels = out_channels, hidden_channels
+        self.hidden_channels, self.params = hidden_channels, params
         self.layers, self.kernel_size = layers, kernel_size
         self.front: nn.Conv1d | None = None
-        if in_channels is not None:
-            self._build(in_channels)
+        if in_features is not None and units is not None:
+            self._build(in_features, units)
 
     def _build(
-        self, in_channels: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+        self,
+        in_features: int,
+        units: int,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         h = self.hidden_channels
-        self.front = nn.Conv1d(in_channels, h, 1)
+        self.units = units
+        self.front = nn.Conv1d(in_features, h, 1)
         self.dilated = nn.ModuleList(
             nn.Conv1d(h, 2 * h, self.kernel_size, dilation=2**i) for i in range(self.layers)
         )
         # The last block's residual output would feed nothing: only its skip is kept.
         self.residual = nn.ModuleList(nn.Conv1d(h, h, 1) for _ in range(self.layers - 1))
         self.skip = nn.ModuleList(nn.Conv1d(h, h, 1) for _ in range(self.layers))
-        self.out = nn.Conv1d(h, self.out_channels, 1)
+        self.out = nn.Conv1d(h, self.params * units, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.to(device=device, dtype=dtype)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Tensor:
+        refuse_context(self, context)
         if self.front is None:
-            self._build(x.shape[-2], x.device, x.dtype)
+            self._build(inputs.shape[-2], units, inputs.device, inputs.dtype)
         assert self.front is not None
-        batch = x.shape[:-2]
-        h = self.front(x.reshape(-1, *x.shape[-2:]))
+        _check_built(self, inputs.shape[-2], self.front.in_channels, units)
+        batch = inputs.shape[:-2]
+        h = self.front(inputs.reshape(-1, *inputs.shape[-2:]))
         skips = torch.zeros_like(h)
         for i, (conv, skip) in enumerate(zip(self.dilated, self.skip, strict=True)):
             pad = (self.kernel_size - 1) * 2**i  # causal: pad on the left only
@@ -528,10 +645,10 @@ class WaveNet(Configurable, nn.Module):
             if i < len(self.residual):
                 h = h + self.residual[i](gated)
         out = self.out(torch.relu(skips))
-        return out.reshape(*batch, *out.shape[-2:])
+        return _channel_params(out.reshape(*batch, *out.shape[-2:]), self.params, units, 2)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         if self.front is not None:
-            config["in_channels"] = self.front.in_channels
+            config.update(in_features=self.front.in_channels, units=self.units)
         return config

@@ -29,6 +29,7 @@ from nfkit.distributions.base import Distribution, evaluation_mode
 from nfkit.flows import FLOWS, glow
 from nfkit.io import load_with_header, save
 from nfkit.report import write_pictures, write_report
+from nfkit.train.data import holdout
 from nfkit.train.fit import fit
 
 __all__ = [
@@ -149,6 +150,50 @@ def _standardization(table: Table, args: dict[str, Any]) -> Standardization | No
     return standard
 
 
+def _fit(flow: Distribution, rows: np.ndarray, args: dict[str, Any], out: Path, **kw: Any) -> Any:
+    """Train ``flow`` on ``rows`` by the run's objective; returns the History."""
+    objective = _objective(args)
+    train: Any = fit
+    if objective != "likelihood":
+        coupling = "ot" if objective == "flow-matching-ot" else "independent"
+        train = functools.partial(fit_flow_matching, coupling=coupling)
+    return train(
+        flow,
+        rows,
+        epochs=args["epochs"],
+        batch_size=args["batch_size"],
+        lr=args["lr"],
+        lr_schedule=args["lr_schedule"],
+        patience=args["patience"],
+        seed=args["seed"],
+        checkpoint=out / CHECKPOINT_FILE,
+        **kw,
+    )
+
+
+def _train_metrics(
+    history: Any, flow: Distribution, rows: np.ndarray, shift: float, objective: str
+) -> dict[str, Any]:
+    """Per-epoch NLL curves and summary numbers, in data units (``shift`` nats added)."""
+    curves = {k: [v + shift for v in vs] for k, vs in history.history.items() if "loss" in k}
+    if objective != "likelihood":
+        # The training loss is a regression loss, not an NLL: score (up to 5000) training rows
+        # once, by the exact likelihood.
+        curves["flow_matching_loss"] = history.history["loss"]
+        curves["loss"] = [_mean_nll(flow, rows[:5000]) + shift]
+    return {
+        **curves,
+        "lr": history.history.get("lr", []),
+        "epochs": len(history.epoch),
+        "best_epoch": None if history.best_epoch is None else history.best_epoch + 1,
+        "stopped_early": history.stopped_early,
+        "objective": objective,
+        "train_nll": curves["loss"][-1],
+        "val_nll": curves["val_loss"][-1] if "val_loss" in curves else None,
+        "best_val_nll": min(curves["val_loss"]) if "val_loss" in curves else None,
+    }
+
+
 def _train(
     out: Path,
     args: dict[str, Any],
@@ -159,60 +204,27 @@ def _train(
     quiet: bool,
 ) -> Path:
     values = table.values
-    y = standard.apply(values) if standard else values
+    rows = (standard.apply(values) if standard else values).astype(np.float32)
     torch.manual_seed(args["seed"])
     flow = _build_flow(args, table).to(resolve_device(args.get("device", "cpu")))
-    objective = _objective(args)
-    rows, split = y.astype(np.float32), {"validation_split": args["validation_split"]}
-    train = fit
-    if objective != "likelihood":
-        coupling = "ot" if objective == "flow-matching-ot" else "independent"
-        train = functools.partial(fit_flow_matching, coupling=coupling)
-        # Split here, to score the training rows by likelihood after training.
-        if args["validation_split"]:
-            order = np.random.default_rng(args["seed"]).permutation(len(rows))
-            held_out = round(args["validation_split"] * len(rows))
-            split = {"validation_data": rows[order[:held_out]]}
-            rows = rows[order[held_out:]]
+    held_out = {}
+    if args["validation_split"]:  # the same split on every run and resume of this folder
+        generator = torch.Generator().manual_seed(args["seed"])
+        train, val = holdout(len(rows), args["validation_split"], generator)
+        rows, held_out = rows[train.numpy()], {"validation_data": rows[val.numpy()]}
     start = time.perf_counter()
-    history = train(
-        flow,
-        rows,
-        epochs=args["epochs"],
-        batch_size=args["batch_size"],
-        lr=args["lr"],
-        lr_schedule=args["lr_schedule"],
-        patience=args["patience"],
-        seed=args["seed"],
-        verbose=0 if quiet else 1,
-        checkpoint=out / CHECKPOINT_FILE,
-        resume=resumed,
-        **split,
-    )
+    history = _fit(flow, rows, args, out, resume=resumed, verbose=0 if quiet else 1, **held_out)
     flow = flow.cpu()  # the model file, pictures and report are made on the CPU
     model = standard.bijector()(flow) if standard else flow
     # Per-epoch NLL in data units: the standardization adds sum(log s) nats.
     shift = float(np.log(standard.std).sum()) if standard else 0.0
-    curves = {k: [v + shift for v in vs] for k, vs in history.history.items() if "loss" in k}
-    if objective != "likelihood":
-        # The training loss is a regression loss, not an NLL: score (up to 5000) training rows
-        # once, by the exact likelihood.
-        curves["flow_matching_loss"] = history.history["loss"]
-        curves["loss"] = [_mean_nll(flow, rows[:5000]) + shift]
     metrics = {
-        **curves,
-        "lr": history.history.get("lr", []),
-        "epochs": len(history.epoch),
-        "best_epoch": None if history.best_epoch is None else history.best_epoch + 1,
-        "stopped_early": history.stopped_early,
-        "objective": objective,
-        "train_nll": curves["loss"][-1],
-        "val_nll": curves["val_loss"][-1] if "val_loss" in curves else None,
-        "best_val_nll": min(curves["val_loss"]) if "val_loss" in curves else None,
+        **_train_metrics(history, flow, rows, shift, _objective(args)),
         "seconds": time.perf_counter() - start,
         "rows": int(values.shape[0]),
         "features": int(values.shape[1]),
     }
+    curves = {k: v for k, v in metrics.items() if isinstance(v, list) and k != "lr"}
     metadata = {
         "columns": table.columns,
         "source": table.source,

@@ -26,13 +26,12 @@ from nfkit.bijectors.elementwise import (
     Tanh,
 )
 from nfkit.bijectors.multiscale import (
-    ChannelCoupling,
     FactorOut,
     FlatImage,
     GlowCoupling,
     Squeeze,
 )
-from nfkit.bijectors.normalization import ActNorm, BatchNorm
+from nfkit.bijectors.normalization import ActNorm, BatchNorm, data_init
 from nfkit.bijectors.nsf import MaskedAutoregressiveSpline, SplineCoupling
 from nfkit.bijectors.permute import Permute, Reverse
 from nfkit.bijectors.sequence import SqueezeTime, WaveNetCoupling
@@ -42,7 +41,6 @@ __all__ = [
     "CircularCoupling",
     "CircularSpline",
     "wrap_angle",
-    "ChannelCoupling",
     "SqueezeTime",
     "WaveNetCoupling",
     "FactorOut",
@@ -51,6 +49,7 @@ __all__ = [
     "Squeeze",
     "ActNorm",
     "BatchNorm",
+    "data_init",
     "InvertibleConv1x1",
     "ScaleMatvecLU",
     "AutoregressiveBijector",

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nfkit.bijectors.base import Bijector, Context, Invert, Pair
+from nfkit.bijectors.base import Context, Invert, Pair
+from nfkit.bijectors.conditioned import _BASES, ConditionedBijector, conditioner_from
 from nfkit.nets import AutoregressiveNetwork
 
 __all__ = [
@@ -28,8 +29,8 @@ def split_shift_and_log_scale(
 ) -> tuple[Tensor, Tensor]:
     r"""Read ``(shift, log_scale)`` from a conditioner's output.
 
-    ``params`` is either a tuple ``(shift, log_scale)`` or a tensor ``(*, D, 2)`` (shift, then
-    log-scale, as TFP's networks return) or ``(*, D, 1)`` (shift only: a volume-preserving flow).
+    ``params`` is a tensor ``(*, D, 2)`` (shift, then log-scale, as TFP's networks return),
+    ``(*, D, 1)`` (shift only: a volume-preserving flow), or a tuple ``(shift, log_scale)``.
     With ``log_scale_bound`` = :math:`B`, the log-scale is softly clipped to :math:`(-B, B)` by
     :math:`B \tanh(s / B)`, which keeps early training at large learning rates from blowing up.
     """
@@ -84,23 +85,19 @@ def affine_transform(
     return (value - t) / m, -log_m.sum(-1)
 
 
-class AutoregressiveBijector(Bijector):
+class AutoregressiveBijector(ConditionedBijector):
     r"""Base of autoregressive layers: dim :math:`i` is transformed elementwise with parameters
     computed from the *data-side* dims before it, :math:`z_i = g(x_i;\ \theta(x_{<i}))`.
 
-    The density direction (``inverse``) is one network pass; the sampling direction
+    The density direction (``inverse``) is one conditioner pass; the sampling direction
     (``forward``) fixes one more coordinate per pass: one pass on a single row (the first
-    coordinate's parameters depend on no input), then :math:`D - 1` full passes. Subclasses give the
-    conditioner (attribute named by ``conditioner_name``) and ``_transform(value, params,
-    inverse) -> (out, log_det)`` (``inverse=True``: data to base).
+    coordinate's parameters depend on no input), then :math:`D - 1` full passes. The
+    conditioner is called as ``conditioner(x, D[, context=])`` and returns ``(*, D, params)``
+    (see :class:`nfkit.nets.Conditioner`). Subclasses set ``params`` and give
+    ``_transform(value, params, inverse) -> (out, log_det)`` (``inverse=True``: data to base).
     """
 
     forward_min_event_ndims = 1
-    conditioner_name = ""
-
-    def _conditioner(self, x: Tensor, context: Context) -> Any:
-        fn = getattr(self, self.conditioner_name)
-        return fn(x) if context is None else fn(x, context=context)
 
     def _transform(self, value: Tensor, params: Any, inverse: bool) -> Pair:
         raise NotImplementedError
@@ -113,20 +110,20 @@ class AutoregressiveBijector(Bijector):
             # The first coordinate's parameters depend on nothing: one row of the network
             # gives them for the whole batch, which saves one of the D full passes.
             row = z.new_zeros((1,) * (z.ndim - 1) + (dims,))
-            params = self._conditioner(row, None)
+            params = self._condition(row, dims, None)
             batch = z.shape[:-1]
-            if isinstance(params, tuple):
-                params = tuple(p.expand(*batch, *p.shape[len(batch) :]) for p in params)
-            else:
-                params = params.expand(*batch, *params.shape[len(batch) :])
+            params = params.expand(*batch, *params.shape[len(batch) :])
             x = self._transform(z, params, inverse=False)[0]
             passes -= 1
         for _ in range(passes):
-            x, log_det = self._transform(z, self._conditioner(x, context), inverse=False)
+            x, log_det = self._transform(z, self._condition(x, dims, context), inverse=False)
         return x, log_det
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
-        return self._transform(x, self._conditioner(x, context), inverse=True)
+        return self._transform(x, self._condition(x, x.shape[-1], context), inverse=True)
+
+
+_BASES.add(AutoregressiveBijector)
 
 
 class MaskedAutoregressiveFlow(AutoregressiveBijector):
@@ -155,10 +152,15 @@ class MaskedAutoregressiveFlow(AutoregressiveBijector):
     swapped.
 
     Args:
-        shift_and_log_scale_fn: a network mapping ``x`` of shape ``(*, D)`` (and ``context=`` if
-            given) to ``(*, D, 2)`` — e.g. ``AutoregressiveNetwork(params=2, ...)`` — or to a tuple
+        shift_and_log_scale_fn: the network, as TFP takes it (the chapter's
+            ``MaskedAutoregressiveFlow(anet)``): an nfkit conditioner such as
+            ``AutoregressiveNetwork(params=2, ...)`` is used as it is; any other function is
+            called TFP's way, ``fn(x)`` (plus ``context=``), returning ``(*, D, 2)`` or a tuple
             ``(a, b)``; ``(*, D, 1)`` is a shift alone (volume preserving). Its output for dim
             :math:`i` must depend only on :math:`x_{<i}` in its input order.
+        conditioner: alternatively, any callable in nfkit's convention,
+            ``conditioner(x, D[, context=])`` returning ``(*, D, 2)`` (see
+            :class:`nfkit.nets.Conditioner`).
         scale: ``"softplus"`` (default) or ``"exp"`` (TFP's parametrization), as above.
         log_scale_bound: with ``scale="exp"``, softly clip :math:`b` to :math:`(-B, B)` with
             :math:`B\tanh(b/B)` (``None`` leaves it as the network returns it, as TFP does).
@@ -177,18 +179,21 @@ class MaskedAutoregressiveFlow(AutoregressiveBijector):
 
     """
 
-    conditioner_name = "shift_and_log_scale_fn"
+    params = (1, 2)
 
     def __init__(
         self,
-        shift_and_log_scale_fn: ShiftAndLogScaleFn,
+        shift_and_log_scale_fn: ShiftAndLogScaleFn | None = None,
         *,
+        conditioner: ShiftAndLogScaleFn | None = None,
         scale: Scale = "softplus",
         log_scale_bound: float | None = None,
     ) -> None:
-        super().__init__()
+        name = type(self).__name__
+        super().__init__(
+            conditioner_from(conditioner, shift_and_log_scale_fn, takes_units=False, name=name)
+        )
         check_scale(scale, log_scale_bound)
-        self.shift_and_log_scale_fn = shift_and_log_scale_fn
         self.scale = scale
         self.log_scale_bound = log_scale_bound
 
@@ -226,13 +231,17 @@ class InverseAutoregressiveFlow(Invert):
 
     def __init__(
         self,
-        shift_and_log_scale_fn: ShiftAndLogScaleFn,
+        shift_and_log_scale_fn: ShiftAndLogScaleFn | None = None,
         *,
+        conditioner: ShiftAndLogScaleFn | None = None,
         scale: Scale = "softplus",
         log_scale_bound: float | None = None,
     ) -> None:
         super().__init__(
             MaskedAutoregressiveFlow(
-                shift_and_log_scale_fn, scale=scale, log_scale_bound=log_scale_bound
+                shift_and_log_scale_fn,
+                conditioner=conditioner,
+                scale=scale,
+                log_scale_bound=log_scale_bound,
             )
         )

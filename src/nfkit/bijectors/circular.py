@@ -15,12 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nfkit._config import Configurable
 from nfkit._tensors import ArrayLike, register_tensor
 from nfkit.bijectors.base import Bijector, Context, Pair
 from nfkit.bijectors.coupling import CouplingBijector, CouplingNetwork
 from nfkit.bijectors.splines import rational_quadratic_spline
-from nfkit.nets import Activation
+from nfkit.nets import Activation, Conditioner
 
 __all__ = ["AngleFeatures", "CircularCoupling", "CircularSpline", "wrap_angle"]
 
@@ -95,18 +94,21 @@ class CircularSpline(Bijector):
         return _circular(x, self._params(x), self.raw_widths.shape[-1], inverse=True)
 
 
-class AngleFeatures(Configurable, nn.Module):
-    r"""Feed a coupling network :math:`(\cos\theta, \sin\theta)` of the kept angles, so that
-    its output is periodic in them.
+class AngleFeatures(Conditioner):
+    r"""A conditioner of angles: feeds ``network`` (a conditioner) the
+    :math:`(\cos\theta, \sin\theta)` of the kept angles, so that its output is periodic in
+    them.
     """
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = network
 
-    def forward(self, x0: Tensor, units: int, context: Tensor | None = None) -> Tensor:
-        features = torch.cat([x0.cos(), x0.sin()], dim=-1)
-        return self.network(features, units, context)
+    def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Tensor:
+        features = torch.cat([inputs.cos(), inputs.sin()], dim=-1)
+        if context is None:
+            return self.network(features, units)
+        return self.network(features, units, context=context)
 
 
 class CircularCoupling(CouplingBijector):
@@ -116,8 +118,9 @@ class CircularCoupling(CouplingBijector):
 
     Args:
         num_masked: :math:`d`, how many leading angles are kept.
-        network: a custom conditioner ``fn(x0, units, context=None)`` returning
-            ``(*, units, 3K + 1)``; defaults to :class:`AngleFeatures` of a coupling MLP.
+        conditioner: a custom conditioner ``conditioner(x0, units[, context=])`` returning
+            ``(*, units, 3K + 1)`` (see :class:`nfkit.nets.Conditioner`); defaults to
+            :class:`AngleFeatures` of a coupling MLP.
         bins: spline bins :math:`K`.
         hidden_units: hidden widths of the conditioner.
         activation: its activation.
@@ -129,25 +132,24 @@ class CircularCoupling(CouplingBijector):
 
     """
 
-    conditioner_name = "network"
-
     def __init__(
         self,
         num_masked: int | None = None,
-        network: nn.Module | None = None,
+        conditioner: nn.Module | None = None,
         *,
         bins: int = 8,
         hidden_units: Sequence[int] = (64, 64),
         activation: Activation = "relu",
         fraction_masked: float | None = None,
     ) -> None:
-        super().__init__(num_masked, fraction_masked)
         if bins < 2:
             raise ValueError(f"bins must be at least 2, got {bins}")
-        self.bins = bins
-        self.network = network or AngleFeatures(
+        conditioner = conditioner or AngleFeatures(
             CouplingNetwork(hidden_units, activation, params=3 * bins + 1)
         )
+        super().__init__(num_masked, conditioner, fraction_masked)
+        self.params = (3 * bins + 1,)
+        self.bins = bins
 
     def _transform(self, part: Tensor, params: Any, inverse: bool) -> Pair:
         out, log_det = _circular(part, params, self.bins, inverse)

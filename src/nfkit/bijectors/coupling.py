@@ -6,27 +6,38 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from nfkit._config import Configurable
 from nfkit.bijectors.autoregressive import Scale, affine_transform, check_scale
-from nfkit.bijectors.base import Bijector, Context, Pair
-from nfkit.nets import MLP, Activation
+from nfkit.bijectors.base import Context, Pair
+from nfkit.bijectors.conditioned import _BASES, ConditionedBijector, conditioner_from
+from nfkit.nets import MLP, Activation, Conditioner
 
 __all__ = ["CouplingNetwork", "RealNVP"]
 
 
-class CouplingNetwork(Configurable, nn.Module):
-    r"""The default RealNVP conditioner: an MLP from the kept dims (and context) to shift and
-    log-scale of the transformed dims, built on first use. Its last layer starts at zero, so the
-    coupling layer starts as the identity.
+class CouplingNetwork(Conditioner):
+    r"""The default coupling conditioner: an MLP from the kept dims (and the context) to
+    ``params`` numbers for each transformed dim, built on first use. Its last layer starts at
+    zero, so the coupling layer starts as a fixed map that ignores its input (the identity
+    for splines).
 
     Args:
         hidden_units: widths of the hidden layers.
         activation: activation after each hidden layer.
-        in_features: width of the kept half (plus context); with ``output_units``, builds the
-            layers now instead of on first use.
-        output_units: width of the transformed half.
+        params: numbers per transformed dim (2 for an affine layer: shift and scale).
+        in_features: width of the kept dims; with ``units``, builds the layers now instead of
+            on first use.
+        units: number of transformed dims.
+        context_features: width of the context (0: an unconditional network).
+
+    Shapes: ``net(x0, units, context=None)`` maps ``(*, in_features)`` (and ``(*, C)``) to
+    ``(*, units, params)`` (see :class:`nfkit.nets.Conditioner`).
+
+    Example:
+        >>> import torch
+        >>> CouplingNetwork([8], params=2)(torch.randn(5, 1), 3).shape
+        torch.Size([5, 3, 2])
 
     """
 
@@ -37,70 +48,89 @@ class CouplingNetwork(Configurable, nn.Module):
         *,
         params: int = 2,
         in_features: int | None = None,
-        output_units: int | None = None,
+        units: int | None = None,
+        context_features: int = 0,
     ) -> None:
         super().__init__()
         self.hidden_units = list(hidden_units)
         self.activation = activation
         self.params = params
         self.mlp: MLP | None = None
-        if in_features is not None and output_units is not None:
-            self._build(in_features, output_units)
+        if in_features is not None and units is not None:
+            self._build(in_features, units, context_features)
 
     def _build(
         self,
         in_features: int,
-        output_units: int,
+        units: int,
+        context_features: int,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        self.in_features, self.units = in_features, units
+        self.context_features = context_features
         self.mlp = MLP(
-            in_features,
-            self.params * output_units,
+            in_features + context_features,
+            self.params * units,
             self.hidden_units,
             activation=self.activation,
             zero_last=True,
         ).to(device=device, dtype=dtype)
 
-    def forward(self, x0: Tensor, output_units: int, context: Tensor | None = None) -> Tensor:
-        """Return ``(*, output_units, params)`` (for an affine layer: shift, log-scale)."""
-        if context is not None:
-            batch = torch.broadcast_shapes(x0.shape[:-1], context.shape[:-1])
-            x0 = torch.cat([x0.expand(*batch, -1), context.expand(*batch, -1)], dim=-1)
+    def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Tensor:
+        """Return ``(*, units, params)``."""
+        width = 0 if context is None else context.shape[-1]
         if self.mlp is None:
-            self._build(x0.shape[-1], output_units, x0.device, x0.dtype)
+            self._build(inputs.shape[-1], units, width, inputs.device, inputs.dtype)
+        got = (inputs.shape[-1], units, width)
+        built = (self.in_features, self.units, self.context_features)
+        if got != built:
+            raise ValueError(
+                "this coupling network was built for {} kept dims, {} transformed dims and a "
+                "context of width {}; got {}, {} and {}".format(*built, *got)
+            )
+        if context is not None:
+            batch = torch.broadcast_shapes(inputs.shape[:-1], context.shape[:-1])
+            inputs = torch.cat([inputs.expand(*batch, -1), context.expand(*batch, -1)], dim=-1)
         assert self.mlp is not None
-        return self.mlp(x0).unflatten(-1, (output_units, self.params))
+        return self.mlp(inputs).unflatten(-1, (units, self.params))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         if self.mlp is not None:
             config.update(
-                in_features=self.mlp[0].in_features,
-                output_units=self.mlp[-1].out_features // self.params,
+                in_features=self.in_features,
+                units=self.units,
+                context_features=self.context_features,
             )
         return config
 
 
-class CouplingBijector(Bijector):
+class CouplingBijector(ConditionedBijector):
     r"""Base of coupling layers: the first :math:`d` dims pass through and parametrize an
     elementwise bijection of the rest, :math:`x_{d+1:D} = g(z_{d+1:D};\ \theta(z_{1:d}))`.
 
     The Jacobian is triangular, so :math:`\log|\det J| = \sum_i \log|g'_i|`, and both
-    directions take one network pass. Subclasses give the conditioner (attribute named by
-    ``conditioner_name``) and ``_transform(part, params, inverse) -> (out, log_det)``.
+    directions take one conditioner pass, ``conditioner(z_{1:d}, D - d[, context=])`` returning
+    ``(*, D - d, params)`` (see :class:`nfkit.nets.Conditioner`). Subclasses set ``params``
+    and give ``_transform(part, params, inverse) -> (out, log_det)``.
 
     Args:
         num_masked: :math:`d`, how many leading dims are kept (``0 < d < D``).
+        conditioner: the network.
         fraction_masked: alternatively, :math:`d` as a fraction of :math:`D`.
 
     """
 
     forward_min_event_ndims = 1
-    conditioner_name = ""
 
-    def __init__(self, num_masked: int | None, fraction_masked: float | None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        num_masked: int | None,
+        conditioner: Callable[..., Tensor] | None,
+        fraction_masked: float | None,
+    ) -> None:
+        super().__init__(conditioner)
         name = type(self).__name__
         if (num_masked is None) == (fraction_masked is None):
             raise ValueError(f"{name} takes exactly one of num_masked and fraction_masked")
@@ -125,9 +155,7 @@ class CouplingBijector(Bijector):
 
     def _couple(self, value: Tensor, context: Context, inverse: bool) -> Pair:
         kept, part = self._split(value)
-        fn = getattr(self, self.conditioner_name)
-        units = part.shape[-1]
-        params = fn(kept, units) if context is None else fn(kept, units, context=context)
+        params = self._condition(kept, part.shape[-1], context)
         out, log_det = self._transform(part, params, inverse)
         return torch.cat([kept.expand(*out.shape[:-1], -1), out], -1), log_det
 
@@ -137,15 +165,13 @@ class CouplingBijector(Bijector):
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         return self._couple(x, context, inverse=True)
 
-    def get_config(self) -> dict[str, Any]:
-        # The conditioner as built (with its layer sizes), whether given or made by default.
-        name = self.conditioner_name
-        return {**super().get_config(), name: getattr(self, name)}
-
     def extra_repr(self) -> str:
         if self.num_masked is not None:
             return f"num_masked={self.num_masked}"
         return f"fraction_masked={self.fraction_masked}"
+
+
+_BASES.add(CouplingBijector)
 
 
 class RealNVP(CouplingBijector):
@@ -164,9 +190,13 @@ class RealNVP(CouplingBijector):
 
     Args:
         num_masked: :math:`d`, how many leading dims are kept (``0 < d < D``).
-        shift_and_log_scale_fn: a custom conditioner called as ``fn(x0, output_units)`` (plus
-            ``context=`` when given) that returns ``(shift, log_scale)`` of shape
-            ``(*, output_units)``; defaults to a :class:`CouplingNetwork`.
+        shift_and_log_scale_fn: a custom network as TFP takes it: an nfkit conditioner is
+            used as it is; any other function is called ``fn(x0, units)`` (plus ``context=``)
+            and returns a tuple ``(shift, log_scale)`` of ``(*, units)`` tensors or one
+            ``(*, units, 2)`` tensor. Defaults to a :class:`CouplingNetwork`.
+        conditioner: alternatively, any callable in nfkit's convention,
+            ``conditioner(x0, units[, context=])`` returning ``(*, units, 2)`` (shift, then
+            scale; see :class:`nfkit.nets.Conditioner`).
         fraction_masked: alternatively, :math:`d` as a fraction of :math:`D`.
         hidden_units: hidden widths of the default conditioner.
         activation: activation of the default conditioner.
@@ -190,26 +220,27 @@ class RealNVP(CouplingBijector):
 
     """
 
+    params = (1, 2)
+
     def __init__(
         self,
         num_masked: int | None = None,
         shift_and_log_scale_fn: Callable[..., tuple[Tensor, Tensor]] | None = None,
         *,
+        conditioner: Callable[..., Tensor] | None = None,
         fraction_masked: float | None = None,
         hidden_units: Sequence[int] = (64, 64),
         activation: Activation = "relu",
         scale: Scale = "softplus",
         log_scale_bound: float | None = None,
     ) -> None:
-        super().__init__(num_masked, fraction_masked)
+        fn = conditioner_from(conditioner, shift_and_log_scale_fn, takes_units=True, name="RealNVP")
+        super().__init__(
+            num_masked, fn or CouplingNetwork(hidden_units, activation), fraction_masked
+        )
         check_scale(scale, log_scale_bound)
         self.scale = scale
         self.log_scale_bound = log_scale_bound
-        self.shift_and_log_scale_fn = shift_and_log_scale_fn or CouplingNetwork(
-            hidden_units, activation
-        )
-
-    conditioner_name = "shift_and_log_scale_fn"
 
     def _transform(self, part: Tensor, params: Any, inverse: bool) -> Pair:
         return affine_transform(part, params, self.scale, self.log_scale_bound, inverse)

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from nfkit.bijectors.autoregressive import Scale, affine_transform, check_scale
 from nfkit.bijectors.base import Bijector, Context, Pair
+from nfkit.bijectors.conditioned import _BASES, ConditionedBijector
 from nfkit.nets import ConvNet
 
-__all__ = ["ChannelCoupling", "FactorOut", "FlatImage", "GlowCoupling", "Squeeze"]
+__all__ = ["FactorOut", "FlatImage", "GlowCoupling", "Squeeze"]
 
 
 class Squeeze(Bijector):
@@ -94,25 +94,26 @@ class FactorOut(Bijector):
         return self._run(x, context, inverse=True)
 
 
-class ChannelCoupling(Bijector):
+class ChannelCoupling(ConditionedBijector):
     r"""Base of affine couplings over the channels of images or sequences: one half of the
-    channels passes through and a network of it gives a shift and scale for every element of
-    the other half,
+    channels passes through and a conditioner of it gives a shift and scale for every element
+    of the other half,
 
     .. math:: z_b = s(x_a) \odot x_b + t(x_a), \qquad \log|\det J_{f^{-1}}| = \sum \log s,
 
     with the softplus scale of :class:`MaskedAutoregressiveFlow` by default (``scale="exp"``
-    for :math:`s = e^{\cdot}`). Channels are the first event dim (``-forward_min_event_ndims``).
-    Subclasses set the event rank and ``_default_network(out_channels)``.
+    for :math:`s = e^{\cdot}`). Channels are the first event dim; the conditioner is called
+    ``conditioner(x_a, C_b[, context=])`` and returns ``(*, C_b, 2, *rest)`` (see
+    :class:`nfkit.nets.Conditioner`). Not a layer by itself: :class:`GlowCoupling` (images)
+    and :class:`~nfkit.bijectors.WaveNetCoupling` (sequences) set the event rank.
     """
 
-    def __init__(self, network: nn.Module | None, scale: Scale, swap: bool) -> None:
-        super().__init__()
-        check_scale(scale, None)
-        self.network, self.scale, self.swap = network, scale, swap
+    params = (2,)
 
-    def _default_network(self, out_channels: int) -> nn.Module:
-        raise NotImplementedError
+    def __init__(self, conditioner: nn.Module, scale: Scale, swap: bool) -> None:
+        super().__init__(conditioner)
+        check_scale(scale, None)
+        self.scale, self.swap = scale, swap
 
     def _couple(self, value: Tensor, context: Context, inverse: bool) -> Pair:
         nd = self.forward_min_event_ndims
@@ -123,11 +124,9 @@ class ChannelCoupling(Bijector):
             )
         first, second = value.split([channels // 2, channels - channels // 2], dim=-nd)
         kept, part = (second, first) if self.swap else (first, second)
-        if self.network is None:
-            self.network = self._default_network(2 * part.shape[-nd]).to(value)
-        params = self.network(kept).unflatten(-nd, (2, part.shape[-nd]))
-        shift = params.select(-nd - 1, 0).flatten(-nd)
-        raw = params.select(-nd - 1, 1).flatten(-nd)
+        params = self._condition(kept, part.shape[-nd], context, rest=part.shape[1 - nd :])
+        shift = params.select(-nd, 0).flatten(-nd)
+        raw = params.select(-nd, 1).flatten(-nd)
         out, log_det = affine_transform(part.flatten(-nd), (shift, raw), self.scale, None, inverse)
         out = out.unflatten(-1, part.shape[-nd:])
         return torch.cat([out, kept] if self.swap else [kept, out], dim=-nd), log_det
@@ -138,8 +137,8 @@ class ChannelCoupling(Bijector):
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         return self._couple(x, context, inverse=True)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "network": self.network}
+
+_BASES.add(ChannelCoupling)
 
 
 class GlowCoupling(ChannelCoupling):
@@ -148,8 +147,9 @@ class GlowCoupling(ChannelCoupling):
     the other half (see :class:`ChannelCoupling`). The network's last layer starts at zero.
 
     Args:
-        network: a module from ``(*, C_a, H, W)`` to ``(*, 2 C_b, H, W)``; defaults to a
-            :class:`~nfkit.nets.ConvNet` with ``hidden_channels``.
+        conditioner: a conditioner from ``(*, C_a, H, W)`` and ``units = C_b`` to
+            ``(*, C_b, 2, H, W)``; defaults to a :class:`~nfkit.nets.ConvNet` with
+            ``hidden_channels``.
         hidden_channels: width of the default network.
         scale: ``"softplus"`` or ``"exp"``.
         swap: keep the second half of the channels instead of the first.
@@ -163,17 +163,14 @@ class GlowCoupling(ChannelCoupling):
 
     def __init__(
         self,
-        network: nn.Module | None = None,
+        conditioner: nn.Module | None = None,
         *,
         hidden_channels: int = 64,
         scale: Scale = "softplus",
         swap: bool = False,
     ) -> None:
-        super().__init__(network, scale, swap)
+        super().__init__(conditioner or ConvNet(hidden_channels), scale, swap)
         self.hidden_channels = hidden_channels
-
-    def _default_network(self, out_channels: int) -> nn.Module:
-        return ConvNet(out_channels, self.hidden_channels)
 
 
 class FlatImage(Bijector):
@@ -189,7 +186,7 @@ class FlatImage(Bijector):
 
     Example:
         >>> import torch, nfkit.bijectors as nfb
-        >>> b = nfb.FlatImage(nfb.ActNorm(1, event_ndims=3), (1, 2, 2))
+        >>> b = nfb.FlatImage(nfb.ActNorm(1, forward_min_event_ndims=3), (1, 2, 2))
         >>> b.forward(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
         tensor([[1., 2., 3., 4.]], grad_fn=<ViewBackward0>)
 

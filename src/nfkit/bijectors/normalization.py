@@ -10,16 +10,46 @@ from torch import Tensor, nn
 
 from nfkit.bijectors.base import Bijector, Context, Pair
 
-__all__ = ["ActNorm", "BatchNorm"]
+__all__ = ["ActNorm", "BatchNorm", "data_init"]
 
 
-def _feature_dim(event_ndims: int) -> int:
-    if event_ndims not in (1, 2, 3):
+def _feature_dim(rank: int) -> int:
+    if rank not in (1, 2, 3):
         raise ValueError(
-            f"event_ndims must be 1 (vectors (D,)), 2 (sequences (C, T)) or 3 (images (C, H, W)), "
-            f"got {event_ndims}"
+            "forward_min_event_ndims must be 1 (vectors (D,)), 2 (sequences (C, T)) or 3 "
+            f"(images (C, H, W)), got {rank}"
         )
-    return -event_ndims
+    return -rank
+
+
+def data_init(model: Any, x: Tensor, context: Tensor | None = None) -> Tensor:
+    """Start every data-initialized layer (:class:`ActNorm`) of ``model`` from the batch ``x``:
+    ``x`` passes through ``model`` (a distribution or a bijector) once in the density
+    direction, without gradients, and each layer not yet initialized sets its parameters
+    from the values that reach it (lazy networks are built on the way). :func:`nfkit.fit`
+    does this with its first batch; call it yourself before a hand-written training loop.
+    Returns the log-density (or the inverse image, for a bijector) of ``x``.
+
+    Example:
+        >>> import torch, nfkit.bijectors as nfb
+        >>> b = nfb.ActNorm()
+        >>> _ = data_init(b, torch.randn(500, 2) * 3.0 + 1.0)
+        >>> z = b.inverse(torch.randn(500, 2) * 3.0 + 1.0)
+        >>> bool(b.initialized), bool((z.std(0) - 1).abs().max() < 0.2)
+        (True, True)
+
+    """
+    layers = [m for m in model.modules() if isinstance(m, ActNorm) and not bool(m.initialized)]
+    for layer in layers:
+        layer._initializing = True
+    try:
+        with torch.no_grad():
+            if hasattr(model, "_log_prob"):  # a distribution
+                return model._log_prob(x, context)
+            return model.inverse(x, context=context)
+    finally:
+        for layer in layers:
+            layer._initializing = False
 
 
 class ActNorm(Bijector):
@@ -28,17 +58,19 @@ class ActNorm(Bijector):
 
     In the sampling direction :math:`x = z \odot e^{s} + b`; in the density direction
     :math:`z = (x - b) \odot e^{-s}`, with :math:`\log|\det J_f| = \sum_i s_i` (times
-    :math:`HW` for images, where one :math:`(s, b)` pair serves each channel). The first batch
-    that passes in the density direction while training sets :math:`b` to its mean and
-    :math:`e^s` to its standard deviation, so that the layer's output starts standardized;
-    ``initialized`` (saved with the weights) records that it happened. Used in the sampling
-    direction first, the layer stays the identity until it sees data.
+    :math:`HW` for images, where one :math:`(s, b)` pair serves each channel). Its start is
+    explicit: :func:`data_init` (which :func:`nfkit.fit` runs on its first batch) sets
+    :math:`b` to the mean and :math:`e^s` to the standard deviation of the values that reach
+    the layer, so that its output starts standardized; ``initialized`` (saved with the
+    weights) records that it happened. Until then the layer is the identity in both
+    directions, whichever method is called.
 
     Args:
         features: :math:`D` (or channels :math:`C`); ``None`` takes it from the first input.
-        event_ndims: 1 for vectors ``(*, D)``, 2 for sequences ``(*, C, T)``, 3 for images
-            ``(*, C, H, W)`` (one pair per channel).
-        data_init: initialize from the first batch (``False``: start as the identity).
+        forward_min_event_ndims: the event rank: 1 for vectors ``(*, D)``, 2 for sequences
+            ``(*, C, T)``, 3 for images ``(*, C, H, W)`` (one pair per channel).
+        data_init: take the start from data (``False``: start as the identity and never
+            re-initialize).
 
     References:
         Kingma, Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions", NeurIPS
@@ -48,7 +80,8 @@ class ActNorm(Bijector):
         >>> import torch, nfkit.bijectors as nfb
         >>> _ = torch.manual_seed(0)
         >>> b = nfb.ActNorm()
-        >>> z = b.inverse(torch.randn(500, 2) * 3.0 + 1.0)  # first data: sets the parameters
+        >>> x = torch.randn(500, 2) * 3.0 + 1.0
+        >>> z = nfb.data_init(b, x)  # sets the parameters from this batch
         >>> z.mean(0).abs().max() < 1e-5, (z.std(0) - 1).abs().max() < 1e-2
         (tensor(True), tensor(True))
 
@@ -57,12 +90,17 @@ class ActNorm(Bijector):
     is_constant_jacobian = True
 
     def __init__(
-        self, features: int | None = None, *, event_ndims: int = 1, data_init: bool = True
+        self,
+        features: int | None = None,
+        *,
+        forward_min_event_ndims: int = 1,
+        data_init: bool = True,
     ) -> None:
         super().__init__()
-        self._dim = _feature_dim(event_ndims)
-        self.forward_min_event_ndims = event_ndims
+        self._dim = _feature_dim(forward_min_event_ndims)
+        self.forward_min_event_ndims = forward_min_event_ndims
         self.data_init = data_init
+        self._initializing = False
         self.register_buffer("initialized", torch.tensor(not data_init))
         self.loc: nn.Parameter | None = None
         self.log_scale: nn.Parameter | None = None
@@ -99,7 +137,7 @@ class ActNorm(Bijector):
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         loc, log_scale = self._params(x)
-        if self.training and not bool(self.initialized):
+        if self._initializing and not bool(self.initialized):
             self._initialize(x)
         return (x - loc) * (-log_scale).exp(), -self._log_det(log_scale, x)
 

@@ -50,7 +50,8 @@ class MaskedAutoregressiveSpline(AutoregressiveBijector):
     r"""Autoregressive neural spline flow (NSF-AR): :math:`z_i = s(x_i;\ \theta(x_{<i}))`.
 
     Args:
-        network: an autoregressive network returning ``(*, D, 3 * bins - 1)``, e.g.
+        conditioner: an autoregressive network called ``conditioner(x, D[, context=])``
+            returning ``(*, D, 3 * bins - 1)``, e.g.
             ``AutoregressiveNetwork(params=3 * bins - 1, hidden_units=[...])``.
         bins: number of spline bins :math:`K`.
         bound: the splines act on :math:`[-B, B]` (standardize data so most of it lies there);
@@ -67,15 +68,13 @@ class MaskedAutoregressiveSpline(AutoregressiveBijector):
 
     """
 
-    conditioner_name = "network"
-
     def __init__(
-        self, network: Callable[..., Tensor], *, bins: int = 8, bound: float = 3.0
+        self, conditioner: Callable[..., Tensor], *, bins: int = 8, bound: float = 3.0
     ) -> None:
-        super().__init__()
+        super().__init__(conditioner)
         if bins < 2:
             raise ValueError(f"bins must be at least 2, got {bins}")
-        self.network = network
+        self.params = (spline_parameter_count(bins),)
         self.bins = bins
         self.bound = float(bound)
 
@@ -92,8 +91,9 @@ class SplineCoupling(CouplingBijector):
 
     Args:
         num_masked: :math:`d`, the dims kept (``0 < d < D``).
-        network: a custom conditioner ``fn(x0, units, context=None)`` returning
-            ``(*, units, 3 * bins - 1)``; defaults to a :class:`CouplingNetwork`.
+        conditioner: a custom conditioner ``conditioner(x0, units[, context=])`` returning
+            ``(*, units, 3 * bins - 1)`` (see :class:`nfkit.nets.Conditioner`); defaults to a
+            :class:`CouplingNetwork`.
         fraction_masked: alternatively, :math:`d` as a fraction of :math:`D`.
         bins: number of spline bins :math:`K`.
         bound: the splines act on :math:`[-B, B]`; the identity outside.
@@ -109,12 +109,10 @@ class SplineCoupling(CouplingBijector):
 
     """
 
-    conditioner_name = "network"
-
     def __init__(
         self,
         num_masked: int | None = None,
-        network: Callable[..., Tensor] | None = None,
+        conditioner: Callable[..., Tensor] | None = None,
         *,
         fraction_masked: float | None = None,
         bins: int = 8,
@@ -122,14 +120,14 @@ class SplineCoupling(CouplingBijector):
         hidden_units: Sequence[int] = (64, 64),
         activation: Activation = "relu",
     ) -> None:
-        super().__init__(num_masked, fraction_masked)
         if bins < 2:
             raise ValueError(f"bins must be at least 2, got {bins}")
+        count = spline_parameter_count(bins)
+        conditioner = conditioner or CouplingNetwork(hidden_units, activation, params=count)
+        super().__init__(num_masked, conditioner, fraction_masked)
+        self.params = (count,)
         self.bins = bins
         self.bound = float(bound)
-        self.network = network or CouplingNetwork(
-            hidden_units, activation, params=spline_parameter_count(bins)
-        )
 
     def _transform(self, part: Tensor, params: Any, inverse: bool) -> Pair:
         return _spline(part, params, self.bins, self.bound, inverse)

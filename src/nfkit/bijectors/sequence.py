@@ -51,8 +51,8 @@ class WaveNetCoupling(ChannelCoupling):
     for every step of the other half (see :class:`ChannelCoupling`).
 
     Args:
-        network: a module from ``(*, C_a, T)`` to ``(*, 2 C_b, T)``; defaults to a
-            :class:`~nfkit.nets.WaveNet`.
+        conditioner: a conditioner from ``(*, C_a, T)`` and ``units = C_b`` to
+            ``(*, C_b, 2, T)``; defaults to a :class:`~nfkit.nets.WaveNet`.
         hidden_channels: width of the default WaveNet.
         layers: residual blocks of the default WaveNet.
         scale: ``"softplus"`` or ``"exp"``.
@@ -69,15 +69,12 @@ class WaveNetCoupling(ChannelCoupling):
 
     def __init__(
         self,
-        network: nn.Module | None = None,
+        conditioner: nn.Module | None = None,
         *,
         hidden_channels: int = 32,
         layers: int = 4,
         scale: Scale = "softplus",
         swap: bool = False,
     ) -> None:
-        super().__init__(network, scale, swap)
+        super().__init__(conditioner or WaveNet(hidden_channels, layers=layers), scale, swap)
         self.hidden_channels, self.layers = hidden_channels, layers
-
-    def _default_network(self, out_channels: int) -> nn.Module:
-        return WaveNet(out_channels, self.hidden_channels, layers=self.layers)

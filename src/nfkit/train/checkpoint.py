@@ -1,9 +1,10 @@
 r"""Training checkpoints: everything ``fit`` needs to continue a run exactly where it stopped.
 
 One safetensors file holds the model weights (``model.*``), the optimizer's tensors
-(``optim.<param>.<name>``), the best weights so far (``best.*``) and the random-number states
-(``rng.*``); its text header holds the rest as JSON (epoch, history, optimizer hyper-parameters,
-scheduler state, early-stopping counters). No pickle. Written atomically (temporary file, then
+(``optim.<param>.<name>``), the callbacks' tensors (``callback.<i>.<key>[.<name>]``, e.g. the
+best weights so far) and the random-number states (``rng.*``); its text header holds the rest
+as JSON (epoch, history, optimizer hyper-parameters, scheduler state, the callbacks' counters).
+No pickle. Written atomically (temporary file, then
 rename), so an interruption during the write leaves the previous checkpoint intact.
 """
 
@@ -33,10 +34,7 @@ class TrainingState:
     history: dict[str, list[float]]
     optimizer: dict[str, Any]
     scheduler: dict[str, Any] | None
-    best: float
-    best_epoch: int | None
-    bad_epochs: int
-    best_state: dict[str, Tensor] | None
+    callbacks: list[dict[str, Any]]  # each callback's state_dict(), in the loop's order
     torch_rng: Tensor
     data_rng: Tensor
     stopped_early: bool = False
@@ -54,8 +52,7 @@ def write_checkpoint(path: str | os.PathLike, state: TrainingState) -> None:
                 tensors[f"optim.{index}.{name}"] = value
             else:
                 optim_state.setdefault(str(index), {})[name] = value
-    if state.best_state is not None:
-        tensors.update({f"best.{k}": v for k, v in state.best_state.items()})
+    callbacks = [_split_state(s, f"callback.{i}.", tensors) for i, s in enumerate(state.callbacks)]
     tensors["rng.torch"] = state.torch_rng
     tensors["rng.data"] = state.data_rng
     if state.device_rng is not None:
@@ -70,10 +67,7 @@ def write_checkpoint(path: str | os.PathLike, state: TrainingState) -> None:
                 "param_groups": state.optimizer["param_groups"],
                 "optim_scalars": optim_state,
                 "scheduler": state.scheduler,
-                "best": state.best,
-                "best_epoch": state.best_epoch,
-                "bad_epochs": state.bad_epochs,
-                "has_best_state": state.best_state is not None,
+                "callbacks": callbacks,
                 "stopped_early": state.stopped_early,
             }
         ),
@@ -91,6 +85,8 @@ def read_checkpoint(path: str | os.PathLike) -> TrainingState:
         raise ValueError(f"{path} is not a readable nfkit checkpoint ({err})") from err
     if header.get("format") != _KIND:
         raise ValueError(f"{path} is not an nfkit training checkpoint")
+    if "callbacks" not in header.get("state", ""):
+        raise ValueError(f"{path} was written by an older nfkit; start the run again (--force)")
     meta = json.loads(header["state"])
 
     def part(prefix: str) -> dict[str, Tensor]:
@@ -107,16 +103,42 @@ def read_checkpoint(path: str | os.PathLike) -> TrainingState:
         history=meta["history"],
         optimizer={"state": optim, "param_groups": meta["param_groups"]},
         scheduler=meta["scheduler"],
-        best=float(meta["best"]),
-        best_epoch=meta["best_epoch"],
-        bad_epochs=meta["bad_epochs"],
-        best_state=part("best.") if meta["has_best_state"] else None,
+        callbacks=[_join_state(c, f"callback.{i}.", part) for i, c in enumerate(meta["callbacks"])],
         torch_rng=tensors["rng.torch"],
         data_rng=tensors["rng.data"],
         stopped_early=meta["stopped_early"],
         model=part("model."),
         device_rng=tensors.get("rng.device"),
     )
+
+
+def _split_state(state: dict[str, Any], prefix: str, tensors: dict[str, Tensor]) -> dict:
+    """A callback's state as JSON; its tensors (and dicts of tensors) go to ``tensors``."""
+    plain: dict[str, Any] = {}
+    for key, value in state.items():
+        if isinstance(value, Tensor):
+            tensors[prefix + key] = value
+            plain[key] = {"tensor": True}
+        elif (
+            isinstance(value, dict) and value and all(isinstance(v, Tensor) for v in value.values())
+        ):
+            tensors.update({f"{prefix}{key}.{name}": v for name, v in value.items()})
+            plain[key] = {"tensors": True}
+        else:
+            plain[key] = value
+    return plain
+
+
+def _join_state(plain: dict[str, Any], prefix: str, part: Any) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    for key, value in plain.items():
+        if isinstance(value, dict) and value.get("tensor") is True:
+            state[key] = part(prefix)[key]
+        elif isinstance(value, dict) and value.get("tensors") is True:
+            state[key] = part(f"{prefix}{key}.")
+        else:
+            state[key] = value
+    return state
 
 
 def _is_json(value: Any) -> bool:

@@ -16,8 +16,7 @@ so the reported loss plus :math:`\log Z` is the KL divergence, and its minimum i
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,7 +24,8 @@ from torch import Tensor
 
 from nfkit.distributions.base import Distribution
 from nfkit.reweight import kish_ess
-from nfkit.train.fit import Callback, History, NonFiniteLossError, ScheduleSpec, fit
+from nfkit.train.callbacks import NonFiniteLossError
+from nfkit.train.fit import History, fit
 
 __all__ = ["EnergyObjective", "fit_energy"]
 
@@ -105,20 +105,11 @@ def fit_energy(
     epochs: int = 10,
     steps_per_epoch: int = 100,
     batch_size: int = 256,
-    lr: float = 1e-3,
     temperature: float = 1.0,
     data: Any = None,
     kl_weight: float = 1.0,
     ml_weight: float = 1.0,
     max_energy: float | None = None,
-    lr_schedule: ScheduleSpec = None,
-    clip_grad_norm: float | None = None,
-    validation_data: Any = None,
-    seed: int | None = None,
-    verbose: int = 1,
-    callbacks: Sequence[Callback] = (),
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = False,
     **fit_options: Any,
 ) -> History:
     r"""Train a flow to sample :math:`p \propto \exp(\text{log\_prob\_fn}/T)` by reverse KL.
@@ -132,7 +123,6 @@ def fit_energy(
         epochs: epochs; without ``data`` an epoch is ``steps_per_epoch`` steps.
         steps_per_epoch: steps per epoch when there is no data.
         batch_size: flow samples per step (and data rows per step with ``data``).
-        lr: learning rate (Adam).
         temperature: :math:`T`; the target is :math:`\tilde p^{1/T}`.
         data: optional samples of the target (e.g. from MD), shape ``(N, D)``; each step then
             adds ``ml_weight`` times their negative log-likelihood, and an epoch is a pass
@@ -140,16 +130,12 @@ def fit_energy(
         kl_weight: weight of the reverse-KL term.
         ml_weight: weight of the maximum-likelihood term (with ``data``).
         max_energy: soften energies above this value (see :class:`EnergyObjective`).
-        lr_schedule: as in :func:`nfkit.fit`.
-        clip_grad_norm: as in :func:`nfkit.fit`.
-        seed: seeds the flow's samples; needed for ``checkpoint``.
-        verbose: as in :func:`nfkit.fit`.
-        callbacks: as in :func:`nfkit.fit`.
-        checkpoint: an atomic checkpoint after every epoch, as in :func:`nfkit.fit`.
-        resume: continue from ``checkpoint``; an interrupted run ends as an uninterrupted one.
-        validation_data: exact target samples, if any: their NLL under the flow is logged per
-            epoch as ``val_loss`` (a forward-KL check of mode coverage).
-        **fit_options: other keywords of :func:`nfkit.fit` (``optimizer``, ``patience``, ...).
+        **fit_options: any other keyword of :func:`nfkit.fit`, meaning the same there: ``lr``
+            (Adam's, 1e-3), ``lr_schedule``, ``clip_grad_norm``, ``seed`` (seeds the flow's
+            samples; needed for ``checkpoint``), ``verbose``, ``callbacks``, ``checkpoint`` and
+            ``resume`` (an interrupted run ends as an uninterrupted one), ``patience``, and
+            ``validation_data``: exact target samples, if any, whose NLL under the flow is
+            logged per epoch as ``val_loss`` (a forward-KL check of mode coverage).
 
     Returns:
         A :class:`History` with ``loss`` (the KL loss; plus :math:`\log Z` it is
@@ -180,15 +166,6 @@ def fit_energy(
         data,
         epochs=epochs,
         batch_size=batch_size,
-        lr=lr,
-        lr_schedule=lr_schedule,
-        clip_grad_norm=clip_grad_norm,
-        validation_data=validation_data,
-        seed=seed,
-        verbose=verbose,
-        callbacks=callbacks,
-        checkpoint=checkpoint,
-        resume=resume,
         objective=objective,
         steps_per_epoch=None if data is not None else steps_per_epoch,
         **fit_options,

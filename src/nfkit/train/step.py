@@ -1,0 +1,141 @@
+r"""The training step: objective → loss (+ the modules' penalties) → backward → gradient norm
+→ optimizer update. The forward part is the unit that ``torch.compile`` and DDP wrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nfkit.distributions.base import Distribution
+from nfkit.train.distributed import StepModule, compiled, mean_across, wrap_ddp
+
+__all__ = [
+    "COMPILE_MODES",
+    "Objective",
+    "OptimizerSpec",
+    "ScheduleSpec",
+    "TrainStep",
+    "make_optimizer",
+    "make_schedule",
+    "negative_log_likelihood",
+]
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+Objective = Callable[[Distribution, Any, Tensor | None], Tensor]
+OptimizerSpec = str | Callable[..., torch.optim.Optimizer]
+ScheduleSpec = str | Callable[[torch.optim.Optimizer, int], Any] | None
+
+
+def negative_log_likelihood(
+    distribution: Distribution, batch: Tensor, context: Tensor | None
+) -> Tensor:
+    """The default objective: the mean negative log-likelihood of the batch (nats per row)."""
+    return -distribution._log_prob(batch, context).mean()
+
+
+def make_optimizer(
+    spec: OptimizerSpec, params: list[nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """``"adam"``, ``"adamw"``, ``"sgd"`` or a callable ``(params, lr=, weight_decay=)``."""
+    if not isinstance(spec, str):
+        return spec(params, lr=lr, weight_decay=weight_decay)
+    classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    if spec.lower() not in classes:
+        raise ValueError(f"optimizer must be one of {sorted(classes)} or a class, got {spec!r}")
+    if spec.lower() == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    # The fused kernel updates every tensor in one call: at small batches the per-tensor
+    # Python loop of the default implementation is a fifth of the step time.
+    try:
+        return classes[spec.lower()](params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return classes[spec.lower()](params, lr=lr, weight_decay=weight_decay)
+
+
+def make_schedule(spec: ScheduleSpec, opt: torch.optim.Optimizer, total_steps: int) -> Any:
+    """``None``/``"constant"``, ``"cosine"`` (to 0 over all steps) or ``(opt, steps) -> sched``."""
+    if spec is None or spec == "constant":
+        return None
+    if spec == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
+    if isinstance(spec, str):
+        raise ValueError(f"lr_schedule must be None, 'cosine' or a callable, got {spec!r}")
+    return spec(opt, total_steps)
+
+
+class TrainStep:
+    """One optimization step of ``objective`` on ``distribution``, in two halves: calling it
+    computes the loss and gradients and returns ``(loss, grad_norm)`` as floats (averaged
+    over the processes of a distributed run); :meth:`apply` then updates the weights and
+    steps the schedule. Between the two, callbacks may refuse the step.
+
+    Args:
+        distribution: the model.
+        objective: ``objective(distribution, batch, context) -> loss``; one with
+            ``pop_metrics()`` adds its metrics to each epoch's logs.
+        optimizer: the optimizer of the distribution's trainable parameters.
+        scheduler: a learning-rate scheduler stepped after every update, or ``None``.
+        clip_grad_norm: clip the global gradient norm to this value.
+        compile: ``torch.compile`` the forward part (``True`` or a mode).
+        world: processes of a distributed run (1: none); above 1 the forward is under DDP.
+
+    """
+
+    def __init__(
+        self,
+        distribution: Distribution,
+        objective: Objective,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any = None,
+        *,
+        clip_grad_norm: float | None = None,
+        compile: bool | str = False,
+        world: int = 1,
+    ) -> None:
+        if isinstance(compile, str) and compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be a bool or one of {COMPILE_MODES}, got {compile!r}")
+        self.objective, self.optimizer, self.scheduler = objective, optimizer, scheduler
+        self.clip_grad_norm, self.world = clip_grad_norm, world
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.penalized = [
+            m.pop_penalty for m in distribution.modules() if hasattr(m, "pop_penalty")
+        ]
+        module: Any = StepModule(distribution, objective)
+        if world > 1:
+            module = wrap_ddp(module, distribution.device)  # broadcasts rank 0's weights
+        mode = {"mode": compile} if isinstance(compile, str) else {}
+        self.forward = compiled(module, **mode) if compile else module
+
+    def __call__(self, batch: Tensor | None, context: Tensor | None) -> tuple[float, float]:
+        loss = self.forward(batch, context)
+        for pop_penalty in self.penalized:
+            penalty = pop_penalty()
+            if penalty is not None:
+                loss = loss + penalty
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in self.params if p.grad is not None]
+            )
+        pair = mean_across(torch.stack([loss.detach(), norm.detach().to(loss.dtype)]), self.world)
+        loss_value, norm_value = pair.tolist()
+        return loss_value, norm_value
+
+    def apply(self) -> None:
+        """Update the weights with the gradients of the last call; step the schedule."""
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def pop_metrics(self) -> dict[str, float]:
+        """The objective's metrics for the epoch so far (empty when it has none)."""
+        pop = getattr(self.objective, "pop_metrics", None)
+        return {} if pop is None else pop()
