@@ -195,6 +195,36 @@ BIJECTORS: dict[str, Case] = {
         ),
         context=2,
     ),
+    # Every builder with a context, whole (issue 15): the context reaches every layer.
+    "flows.maf(context)": Case(
+        lambda: nfkit.flows.maf(3, layers=2, hidden=[8], context=2).bijector, context=2
+    ),
+    "flows.iaf(context)": Case(
+        lambda: nfkit.flows.iaf(3, layers=2, hidden=[8], context=2).bijector, context=2
+    ),
+    "flows.realnvp(context)": Case(
+        lambda: nfkit.flows.realnvp(3, layers=2, hidden=[8], context=2).bijector, context=2
+    ),
+    "flows.nsf(context)": Case(
+        lambda: nfkit.flows.nsf(3, layers=2, hidden=[8], bins=4, context=2).bijector, context=2
+    ),
+    "flows.nsf(coupling, context)": Case(
+        lambda: nfkit.flows.nsf(4, layers=2, hidden=[8], bins=4, coupling=True, context=3).bijector,
+        size=4,
+        context=3,
+    ),
+    "flows.cnf(context)": Case(
+        lambda: (
+            nfkit.flows.cnf(
+                2, hidden=[8], activation="tanh", rtol=1e-10, atol=1e-10, context=2
+            ).bijector
+        ),
+        size=2,
+        context=2,
+    ),
+    "CircularCoupling(context)": Case(
+        lambda: nfb.CircularCoupling(1, bins=4, hidden_units=[8]), size=3, domain="angle", context=2
+    ),
     "Chain(MAF, Permute, RealNVP)": Case(
         lambda: nfb.Chain(
             [nfb.MaskedAutoregressiveFlow(_made()), nfb.Reverse(), nfb.RealNVP(1, hidden_units=[8])]

@@ -24,6 +24,7 @@ from nfkit.bijectors import (
     AutoregressiveNetwork,
     Bijector,
     Chain,
+    CouplingNetwork,
     FactorOut,
     FlatImage,
     GlowCoupling,
@@ -50,7 +51,7 @@ from nfkit.distributions import (
     Normal,
     TransformedDistribution,
 )
-from nfkit.nets import Activation
+from nfkit.nets import Activation, VelocityNetwork
 
 __all__ = ["FLOWS", "cnf", "flowavenet", "glow", "iaf", "maf", "nsf", "realnvp"]
 
@@ -117,22 +118,40 @@ def iaf(
     return _autoregressive(InverseAutoregressiveFlow, features, layers, hidden, activation, context)
 
 
+def _coupling_network(
+    features: int, hidden: Sequence[int], activation: Activation, params: int, context: int | None
+) -> CouplingNetwork:
+    """A coupling conditioner built now for the halves of ``features`` (and the context)."""
+    kept = round(0.5 * features)
+    return CouplingNetwork(
+        hidden,
+        activation,
+        params=params,
+        in_features=kept,
+        units=features - kept,
+        context_features=context or 0,
+    )
+
+
 def realnvp(
     features: int,
     *,
     layers: int = 5,
     hidden: Sequence[int] = (128, 128),
     activation: Activation = "relu",
+    context: int | None = None,
 ) -> TransformedDistribution:
     """Affine coupling flow (Dinh et al. 2016): one pass in both directions; needs D >= 2.
 
-    Arguments as :func:`maf`; each layer transforms the second half given the first.
+    Arguments as :func:`maf`; each layer transforms the second half given the first (and the
+    context).
     """
     if features < 2:
         raise ValueError("realnvp needs at least 2 features (it splits them in two halves)")
 
     def make() -> Bijector:
-        return RealNVP(fraction_masked=0.5, hidden_units=hidden, activation=activation)
+        net = _coupling_network(features, hidden, activation, 2, context)
+        return RealNVP(fraction_masked=0.5, conditioner=net)
 
     return _stack(features, layers, make)
 
@@ -158,19 +177,10 @@ def nsf(
     if coupling:
         if features < 2:
             raise ValueError("a coupling nsf needs at least 2 features (it splits them in two)")
-        if context is not None:
-            raise ValueError(
-                "conditional coupling nsf is not built by this helper; use coupling=False"
-            )
 
         def make() -> Bijector:
-            return SplineCoupling(
-                fraction_masked=0.5,
-                bins=bins,
-                bound=bound,
-                hidden_units=hidden,
-                activation=activation,
-            )
+            net = _coupling_network(features, hidden, activation, params, context)
+            return SplineCoupling(fraction_masked=0.5, conditioner=net, bins=bins, bound=bound)
 
     else:
 
@@ -196,6 +206,7 @@ def cnf(
     adjoint: bool = False,
     kinetic_energy: float = 0.0,
     jacobian_norm: float = 0.0,
+    context: int | None = None,
 ) -> TransformedDistribution:
     """Continuous normalizing flow (Chen et al. 2018; Grathwohl et al. 2019): one or more ODE
     blocks with a time-conditioned MLP field (:class:`~nfkit.continuous.ContinuousFlow`).
@@ -216,13 +227,18 @@ def cnf(
         adjoint: backpropagate by the adjoint ODE (constant memory).
         kinetic_energy: RNODE weight of the kinetic energy in maximum-likelihood training.
         jacobian_norm: RNODE weight of the Jacobian's Frobenius norm.
+        context: width of a conditioning input: the field becomes :math:`v(x, t, c)`.
 
     """
     if divergence is None:
         divergence = "exact" if features <= 10 else "hutchinson"
 
     def make() -> Bijector:
+        field = None
+        if context is not None:  # built now, so that the context's width is fixed
+            field = VelocityNetwork(hidden, activation, features=features, context_features=context)
         return ContinuousFlow(
+            field,
             hidden_units=hidden,
             activation=activation,
             divergence=divergence,

@@ -17,6 +17,7 @@ from nfkit._config import Configurable
 __all__ = [
     "MLP",
     "Conditioner",
+    "ContextEmbedding",
     "ConvNet",
     "AutoregressiveNetwork",
     "FunctionConditioner",
@@ -351,6 +352,11 @@ class AutoregressiveNetwork(Conditioner):
         if context is not None:
             if not self.context_features:
                 raise ValueError("this network was built without context_features; got a context")
+            if context.shape[-1] != self.context_features:
+                raise ValueError(
+                    f"this network was built for a context of width {self.context_features}, "
+                    f"got {context.shape[-1]}"
+                )
             batch = torch.broadcast_shapes(x.shape[:-1], context.shape[:-1])
             x = torch.cat([context.expand(*batch, -1), x.expand(*batch, -1)], dim=-1)
         elif self.context_features:
@@ -652,3 +658,57 @@ class WaveNet(Conditioner):
         if self.front is not None:
             config.update(in_features=self.front.in_channels, units=self.units)
         return config
+
+
+class ContextEmbedding(Configurable, nn.Module):
+    r"""What a conditional flow does to its context first: standardize it,
+    :math:`(c - m) / s` (fixed statistics of the training contexts, so the model takes raw
+    values), then an optional ``network`` of summary statistics, trained with the flow.
+
+    Args:
+        loc: :math:`m`, of the context's shape (one value per feature or element).
+        scale: :math:`s`.
+        network: a module from standardized contexts ``(*, *context_shape)`` to ``(*, k)``
+            (e.g. a 1-D conv net over a time series); ``None``: the standardized context.
+
+    Example:
+        >>> import torch
+        >>> e = ContextEmbedding([1.0, 2.0], [2.0, 4.0])
+        >>> e(torch.tensor([[3.0, 2.0]]))
+        tensor([[1., 0.]])
+
+    """
+
+    def __init__(self, loc: Any, scale: Any, network: nn.Module | None = None) -> None:
+        super().__init__()
+        self.register_buffer("loc", torch.as_tensor(loc, dtype=torch.get_default_dtype()))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.get_default_dtype()))
+        if not bool((self.scale > 0).all()):
+            raise ValueError("ContextEmbedding needs positive scales")
+        self.network = network
+
+    @classmethod
+    def of(cls, contexts: Tensor, network: nn.Module | None = None) -> ContextEmbedding:
+        """The embedding standardizing ``contexts`` (rows ``(n, *shape)``; constant entries
+        keep scale 1).
+        """
+        std = contexts.std(0)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return cls(contexts.mean(0), std, network)
+
+    def features(self, contexts: Tensor) -> int:
+        """The width ``k`` of the embedding of ``contexts`` (one evaluation of two rows)."""
+        with torch.no_grad():
+            out = self(contexts[:2].to(self.loc))
+        if out.ndim != 2:
+            raise ValueError(
+                f"the embedding network must return rows (n, k), got shape {tuple(out.shape)}"
+            )
+        return out.shape[-1]
+
+    def forward(self, context: Tensor) -> Tensor:
+        standardized = (context - self.loc) / self.scale
+        return standardized if self.network is None else self.network(standardized)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"loc": self.loc, "scale": self.scale, "network": self.network}

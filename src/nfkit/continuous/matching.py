@@ -100,7 +100,8 @@ class FlowMatchingObjective:
         with torch.no_grad():
             for b in self.outer:
                 x1 = b.inverse(x1, context=context)
-            x0 = self.base.sample(x1.shape[:1], context=context)
+            # One base draw per row: a context (B, C) already gives the batch dim.
+            x0 = self.base.sample(x1.shape[:1] if context is None else (), context=context)
             if self.coupling == "ot":
                 x0 = ot_pairing(x0, x1)
         t = torch.rand(x1.shape[:1], dtype=x1.dtype, device=x1.device)

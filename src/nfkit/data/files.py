@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sklearn import datasets as skd
 
 __all__ = ["DATASETS", "Table", "read_table"]
 
@@ -30,26 +30,33 @@ class Table:
     image_shape: tuple[int, ...] | None = None
 
 
+def _skd() -> Any:
+    """scikit-learn's data sets, imported on first use (it costs a second at start-up)."""
+    from sklearn import datasets
+
+    return datasets
+
+
 def _moons() -> Table:
-    x = skd.make_moons(10_000, noise=0.05, random_state=0)[0]
+    x = _skd().make_moons(10_000, noise=0.05, random_state=0)[0]
     return Table(x, ["x", "y"], "moons")
 
 
 def _circles() -> Table:
-    x = skd.make_circles(10_000, noise=0.05, factor=0.5, random_state=0)[0]
+    x = _skd().make_circles(10_000, noise=0.05, factor=0.5, random_state=0)[0]
     return Table(x, ["x", "y"], "circles")
 
 
 def _digits() -> Table:
     # Pixels are integers 0..16: uniform dequantization (x + u, u ~ U[0, 1); Theis et al. 2016)
     # turns them into a continuous density whose NLL bounds the discrete one.
-    x = skd.load_digits().data
+    x = _skd().load_digits().data
     x = x + np.random.default_rng(0).uniform(size=x.shape)
     return Table(x, [f"pixel_{i}" for i in range(64)], "digits", image_shape=(8, 8))
 
 
 def _iris() -> Table:
-    bunch = skd.load_iris()
+    bunch = _skd().load_iris()
     names = [n.removesuffix(" (cm)").replace(" ", "_") for n in bunch.feature_names]
     return Table(bunch.data, names, "iris")
 

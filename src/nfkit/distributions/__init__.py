@@ -1,6 +1,7 @@
 """Distributions: base densities and transformed distributions (TFP's ``tfd`` vocabulary)."""
 
 from nfkit.distributions.base import Distribution
+from nfkit.distributions.conditional import Conditional
 from nfkit.distributions.mixture import MixtureSameFamily
 from nfkit.distributions.simple import (
     Independent,
@@ -14,6 +15,7 @@ from nfkit.distributions.transformed import TransformedDistribution
 
 __all__ = [
     "AsTorchDistribution",
+    "Conditional",
     "Distribution",
     "Independent",
     "MixtureSameFamily",

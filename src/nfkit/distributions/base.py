@@ -109,9 +109,13 @@ class Distribution(Configurable, nn.Module):
 
     def rsample(self, sample_shape: SampleShape = (), *, context: Tensor | None = None) -> Tensor:
         """Draw reparametrized samples of shape ``sample_shape + batch_shape + event_shape``;
-        gradients flow back to the parameters.
+        gradients flow back to the parameters. With a context ``(C,)`` every sample shares
+        it; a batch of contexts ``(B, C)`` adds its batch dims after ``sample_shape``:
+        ``sample(n, context=c)`` is ``(n, B, *event_shape)``.
         """
-        return self._rsample(as_size(sample_shape) + self.batch_shape, self._as_context(context))
+        context = self._as_context(context)
+        shape = as_size(sample_shape) + self._context_batch(context) + self.batch_shape
+        return self._rsample(shape, context)
 
     def sample(self, sample_shape: SampleShape = (), *, context: Tensor | None = None) -> Tensor:
         """Draw samples of shape ``sample_shape + batch_shape + event_shape``, without gradients.
@@ -158,10 +162,23 @@ class Distribution(Configurable, nn.Module):
         x = self.rsample(sample_shape, context=context)
         return x, self._log_prob(x, context)
 
-    def _as_context(self, context: Tensor | None) -> Tensor | None:
-        if context is None or context.device == self.device:
-            return context
-        return context.to(self.device)
+    def _as_context(self, context: Tensor | np.ndarray | None) -> Tensor | None:
+        """A context as a tensor of this distribution's dtype and device (numpy and lists
+        too), refused when it holds NaN or inf.
+        """
+        if context is None:
+            return None
+        if not isinstance(context, Tensor):
+            context = torch.as_tensor(np.asarray(context, dtype=np.float64))
+        if context.is_floating_point() or context.dtype != self.dtype:
+            context = context.to(device=self.device, dtype=self.dtype)
+        if not bool(torch.isfinite(context).all()):
+            raise ValueError("the context has NaN or inf values")
+        return context
+
+    def _context_batch(self, context: Tensor | None) -> torch.Size:
+        """The batch dims a context adds to samples (all but its last, the features)."""
+        return torch.Size(()) if context is None else context.shape[:-1]
 
     def _as_input(self, value: Tensor | np.ndarray) -> tuple[Tensor, bool]:
         from_numpy = not isinstance(value, Tensor)

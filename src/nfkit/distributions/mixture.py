@@ -60,8 +60,10 @@ class MixtureSameFamily(Distribution):
         return torch.logsumexp(per_component + self.logits.log_softmax(-1), dim=-1)
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
-        sample_shape = shape[: len(shape) - len(self.batch_shape)]
-        draws = self.components_distribution.rsample(sample_shape, context=context)
+        components = self.components_distribution
+        draws = components._rsample(
+            shape + components.batch_shape[len(self.batch_shape) :], context
+        )
         probs = self.logits.detach().softmax(-1).expand(*shape, self.logits.shape[-1])
         index = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(shape)
         event_ndims = len(self.event_shape)

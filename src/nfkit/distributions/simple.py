@@ -157,8 +157,8 @@ class Independent(Distribution):
         self._event_shape = base_batch[split:] + distribution.event_shape
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
-        sample_shape = shape[: len(shape) - len(self.batch_shape)]
-        return self.distribution.rsample(sample_shape, context=context)
+        inner = self.distribution.batch_shape[len(self.batch_shape) :]  # the reinterpreted dims
+        return self.distribution._rsample(shape + inner, context)
 
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
         log_prob = self.distribution._log_prob(value, context)

@@ -64,7 +64,7 @@ class TransformedDistribution(PushedForward):
         self._event_shape = distribution.event_shape
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
-        z = self.distribution.rsample(shape[: len(shape) - len(self.batch_shape)], context=context)
+        z = self.distribution._rsample(shape, context)
         return self.bijector.forward(z, context=context)
 
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:

@@ -40,7 +40,7 @@ def checked_context(context: Any, n: int, dist: Distribution, name: str) -> Tens
         return None
     c = torch.as_tensor(np.asarray(context) if not isinstance(context, Tensor) else context)
     c = c.to(device=dist.device, dtype=dist.dtype)
-    if c.ndim != 2 or c.shape[0] != n:
+    if c.ndim < 2 or c.shape[0] != n:
         raise ValueError(
             f"{name} must have shape ({n}, C), one row per data row; got {tuple(c.shape)}"
         )

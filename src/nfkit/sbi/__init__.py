@@ -1,0 +1,33 @@
+"""Simulation-based inference: from a simulator and one observation to a posterior.
+
+>>> from nfkit.sbi import simulate, tasks
+>>> task = tasks.gaussian_linear(dim=3)
+>>> theta, x = simulate(task.prior, task.simulator, 100, vectorized=True)
+>>> tuple(theta.shape), tuple(x.shape)
+((100, 3), (100, 3))
+
+See :class:`NPE` and :class:`NLE` for the posteriors, :mod:`nfkit.sbi.diagnostics` for checks.
+"""
+
+from nfkit.sbi import tasks
+from nfkit.sbi.diagnostics import c2st, expected_coverage, sbc_ranks, sbc_uniformity
+from nfkit.sbi.estimators import NLE, NPE
+from nfkit.sbi.mcmc import slice_sample
+from nfkit.sbi.prior import as_prior, support_bijector
+from nfkit.sbi.simulate import SimulationError, Simulations, simulate
+
+__all__ = [
+    "NLE",
+    "NPE",
+    "SimulationError",
+    "Simulations",
+    "as_prior",
+    "c2st",
+    "expected_coverage",
+    "sbc_ranks",
+    "sbc_uniformity",
+    "simulate",
+    "slice_sample",
+    "support_bijector",
+    "tasks",
+]
