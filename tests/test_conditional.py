@@ -75,7 +75,7 @@ def test_bad_contexts_are_named():
         nfkit.fit(flow, x, context=torch.randn(9, 2), verbose=0)
     bad = torch.randn(10, 2)
     bad[4, 0] = math.nan
-    with pytest.raises(ValueError, match="context has NaN or inf values in row 4"):
+    with pytest.raises(ValueError, match=r"context has NaN or inf values in 1 row \(index 4\)"):
         nfkit.fit(flow, x, context=bad, verbose=0)
     with pytest.raises(ValueError, match="NaN or inf"):
         flow.log_prob(x, context=bad)

@@ -149,7 +149,7 @@ def test_estimators_refuse_bad_input():
         npe.fit(torch.zeros(10, 2), torch.zeros(9, 2))
     bad = torch.zeros(10, 2)
     bad[3, 1] = math.nan
-    with pytest.raises(ValueError, match="x has NaN or inf values in row 3"):
+    with pytest.raises(ValueError, match=r"x has NaN or inf values in 1 row \(index 3\)"):
         npe.fit(torch.zeros(10, 2), bad)
     with pytest.raises(RuntimeError, match="not fitted yet"):
         npe.sample(3, x=torch.zeros(2))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_data_tensor"]
+__all__ = ["as_data_tensor", "check_finite_rows"]
 
 
 def _describe_rows(rows: Tensor) -> str:
@@ -72,10 +72,15 @@ def as_data_tensor(
     if shape[0] == 0:
         raise ValueError(f"{name} is empty: shape {shape} has no rows")
     tensor = tensor.to(device=device, dtype=dtype)
-    finite = torch.isfinite(tensor).reshape(shape[0], -1).all(dim=1)
+    check_finite_rows(tensor, name)
+    return tensor
+
+
+def check_finite_rows(tensor: Tensor, name: str) -> None:
+    """Raise a ``ValueError`` naming the rows (first dim) of ``tensor`` with NaN or inf."""
+    finite = torch.isfinite(tensor).reshape(tensor.shape[0], -1).all(dim=1)
     if not bool(finite.all()):
         rows = torch.nonzero(~finite).flatten().cpu()
         raise ValueError(
             f"{name} has NaN or inf values in {_describe_rows(rows)}; drop or impute those rows"
         )
-    return tensor

@@ -170,8 +170,7 @@ class Distribution(Configurable, nn.Module):
             return None
         if not isinstance(context, Tensor):
             context = torch.as_tensor(np.asarray(context, dtype=np.float64))
-        if context.is_floating_point() or context.dtype != self.dtype:
-            context = context.to(device=self.device, dtype=self.dtype)
+        context = context.to(device=self.device, dtype=self.dtype)
         if not bool(torch.isfinite(context).all()):
             raise ValueError("the context has NaN or inf values")
         return context

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from nfkit.bijectors import Bijector, Chain, Identity, Scale, Shift
+from nfkit.data.validate import check_finite_rows
 from nfkit.distributions import Conditional, Distribution, TransformedDistribution
 from nfkit.flows import FLOWS
 from nfkit.nets import ContextEmbedding
@@ -35,9 +36,7 @@ def _rows(value: Any, name: str) -> Tensor:
         t = t[:, None]
     if t.ndim != 2 or t.shape[0] == 0:
         raise ValueError(f"{name} must be rows (n, d), got shape {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
-        row = int((~torch.isfinite(t)).any(-1).nonzero()[0])
-        raise ValueError(f"{name} has NaN or inf values in row {row}; drop those simulations")
+    check_finite_rows(t, name)
     return t
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nfkit.data.validate import as_data_tensor
+from nfkit.data.validate import as_data_tensor, check_finite_rows
 from nfkit.distributions.base import Distribution
 from nfkit.train.batches import MappedRows, Source, check_mapped, unpack
 
@@ -44,9 +44,7 @@ def checked_context(context: Any, n: int, dist: Distribution, name: str) -> Tens
         raise ValueError(
             f"{name} must have shape ({n}, C), one row per data row; got {tuple(c.shape)}"
         )
-    if not bool(torch.isfinite(c).all()):
-        row = int((~torch.isfinite(c)).any(-1).nonzero()[0])
-        raise ValueError(f"{name} has NaN or inf values in row {row}; drop or impute those rows")
+    check_finite_rows(c, name)
     return c
 
 
