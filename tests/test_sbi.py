@@ -8,16 +8,19 @@ import numpy as np
 import pytest
 import torch
 
+import nfkit
 import nfkit.distributions as nfd
 from nfkit.sbi import (
     NLE,
     NPE,
+    AtomicLoss,
     SimulationError,
     Simulations,
     c2st,
     expected_coverage,
     sbc_ranks,
     sbc_uniformity,
+    sequential,
     simulate,
     slice_sample,
     support_bijector,
@@ -114,14 +117,79 @@ def test_npe_recovers_the_analytic_gaussian_linear_posterior():
         assert 0.8 < float(samples.std(0).mean() / math.sqrt(0.05)) < 1.2
 
 
-def test_npe_keeps_a_bounded_posterior_inside_the_prior_box():
+@pytest.mark.parametrize("support", ["reject", "transform"])
+def test_npe_keeps_a_bounded_posterior_inside_the_prior_box_and_normalized(support):
     task = tasks.two_moons()
     theta, x = simulate(task.prior, task.simulator, 1000, seed=0, vectorized=True)
-    npe = NPE(task.prior, layers=2, hidden=[16], epochs=3).fit(theta, x)
+    npe = NPE(task.prior, layers=2, hidden=[16], epochs=3, support=support).fit(theta, x)
     _, x_o = task.observation(0)
     samples = npe.sample(5000, x=x_o)
     assert bool((samples.abs() < 1).all())
-    assert bool(torch.isfinite(npe.log_prob(samples[:10], x=x_o)).all())
+    if support == "reject":
+        assert 0.0 < npe.acceptance_ <= 1.0
+    # The density integrates to 1 over the box (a grid of 300 x 300 cells) and is -inf outside.
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, 301)[:-1] + 1 / 300] * 2), -1)
+    mass = float(npe.log_prob(grid.reshape(-1, 2), x=x_o).exp().sum()) * (2 / 300) ** 2
+    assert abs(mass - 1.0) < 0.03
+    assert npe.log_prob(torch.tensor([[1.5, 0.0]]), x=x_o).item() == -math.inf
+
+
+def test_atomic_loss_is_the_contrast_of_each_row_with_its_atoms():
+    task = tasks.gaussian_linear(dim=2)
+    torch.manual_seed(0)
+    flow = nfkit.flows.maf(2, layers=1, hidden=[8], context=2)
+    theta = task.prior.sample(6)
+    x = task.simulator(theta)
+    loss = AtomicLoss(task.prior, atoms=3)
+    value = loss(flow, theta, x, torch.Generator().manual_seed(1))
+    # The same contrast written out: the atoms are the row itself and two others.
+    index = torch.multinomial(
+        torch.ones(6, 6).fill_diagonal_(0.0), 2, generator=torch.Generator().manual_seed(1)
+    )
+    terms = []
+    for i in range(6):
+        atoms = torch.cat([theta[i : i + 1], theta[index[i]]])
+        logits = flow.log_prob(atoms, context=x[i]) - task.prior.log_prob(atoms)
+        terms.append(-(logits[0] - torch.logsumexp(logits, 0)))
+    torch.testing.assert_close(value, torch.stack(terms).mean())
+    value.backward()
+    assert all(p.grad is not None for p in flow.parameters())
+    with pytest.raises(ValueError, match="atoms must be at least 2"):
+        AtomicLoss(task.prior, atoms=1)
+
+
+@pytest.mark.parametrize(("estimator", "per_round"), [(NPE, 600), (NLE, 400)])
+def test_sequential_rounds_recover_the_analytic_posterior(estimator, per_round):
+    task = tasks.gaussian_linear(dim=2)
+    _, x_o = task.observation(3)
+    est = estimator(task.prior, layers=2, hidden=[32, 32], lr=3e-3, epochs=150, patience=10)
+    est = sequential(est, task.simulator, x_o, rounds=2, simulations=per_round, vectorized=True)
+    assert [r.simulations for r in est.rounds_] == [per_round, per_round]
+    assert all(r.val_loss is not None and math.isfinite(r.val_loss) for r in est.rounds_)
+    samples = est.posterior(x_o).sample(1500)
+    # The second round's proposal was the first posterior: the atomic loss (NPE) and the
+    # proposal-free likelihood (NLE) still give the posterior under the prior, N(x/2, 0.05 I).
+    torch.testing.assert_close(samples.mean(0), x_o / 2, atol=0.06, rtol=0)
+    assert 0.75 < float(samples.std(0).mean() / math.sqrt(0.05)) < 1.25
+
+
+def test_estimators_save_and_load_their_posteriors(tmp_path):
+    task = tasks.two_moons()
+    theta, x = simulate(task.prior, task.simulator, 400, seed=0, vectorized=True)
+    _, x_o = task.observation(1)
+    for cls in (NPE, NLE):
+        est = cls(task.prior, layers=1, hidden=[8], epochs=2).fit(theta, x)
+        back = cls.load(est.save(tmp_path / f"{cls.__name__}.safetensors"))
+        mine, theirs = est.posterior(x_o), back.posterior(x_o)
+        torch.testing.assert_close(mine.log_prob(theta[:20]), theirs.log_prob(theta[:20]))
+    glm = tasks.bernoulli_glm()  # a torch prior: the file holds the flow only
+    theta, x = simulate(glm.prior, glm.simulator, 300, seed=0, vectorized=True)
+    path = NPE(glm.prior, layers=1, hidden=[8], epochs=1).fit(theta, x).save(tmp_path / "g")
+    with pytest.raises(ValueError, match="torch prior, which a file cannot hold: pass prior="):
+        NPE.load(path)
+    assert NPE.load(path, prior=glm.prior).sample(3, x=x[0]).shape == (3, 10)
+    with pytest.raises(ValueError, match="holds an NPE, not an NLE"):
+        NLE.load(path, prior=glm.prior)
 
 
 def test_npe_batched_observations_give_a_sample_per_observation():
@@ -134,12 +202,12 @@ def test_npe_batched_observations_give_a_sample_per_observation():
 def test_nle_posterior_by_slice_sampling_matches_the_analytic_one():
     task, nle = _gaussian_linear_fit(NLE, lr=3e-3)
     _, x_o = task.observation(0)
-    samples = nle.sample(2000, x=x_o, chains=40, warmup=50)
+    samples = nle.sample(2000, x=x_o, chains=200)
     assert samples.shape == (2000, 2)
     torch.testing.assert_close(samples.mean(0), x_o / 2, atol=0.06, rtol=0)
     assert 0.8 < float(samples.std(0).mean() / math.sqrt(0.05)) < 1.2
     exact = task.reference_samples(x_o, 2000)
-    assert c2st(exact, samples) < 0.6
+    assert c2st(exact[:1000], samples[:1000]) < 0.6
 
 
 def test_estimators_refuse_bad_input():
@@ -221,6 +289,7 @@ def test_tasks_define_prior_simulator_and_shapes():
         "two_moons": (2, 2),
         "gaussian_mixture": (2, 2),
         "slcp": (5, 8),
+        "bernoulli_glm": (10, 10),
     }
     for name, make in tasks.TASKS.items():
         task = make()
@@ -234,4 +303,13 @@ def test_tasks_define_prior_simulator_and_shapes():
     # Half the mass within 0.1 of x_o (the narrow component), half spread with scale 1.
     close = ((ref - x_o).norm(dim=-1) < 0.3).double().mean()
     assert 0.45 < float(close) < 0.6
+    # Bernoulli GLM: x = X^T y, so x[0] counts spikes in 100 bins; the log-concave posterior
+    # (sampled by slice sampling) concentrates around the parameters that made the data.
+    glm = tasks.bernoulli_glm()
+    theta_o, x_o = glm.observation(0)
+    assert float(x_o[0]) == round(float(x_o[0])) and 0 <= float(x_o[0]) <= 100
+    ref = glm.reference_samples(x_o, 300)
+    z = (ref.mean(0) - theta_o) / ref.std(0)
+    assert ref.shape == (300, 10) and float(z.abs().max()) < 4.0
+    assert float(ref.std(0).max()) < float(glm.prior.sample(2000).std(0).min())
     warnings.simplefilter("default")

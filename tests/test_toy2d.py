@@ -19,7 +19,7 @@ def test_samples_and_normalisation(name):
     if toy.log_prob is None:
         return
     # Riemann sum of p over a box that holds all the mass.
-    lim, n = 3.5, 280
+    lim, n = 3.5, 200
     step = 2 * lim / n
     g = torch.arange(n, dtype=torch.float64) * step - lim + step / 2  # cell midpoints
     xx, yy = torch.meshgrid(g, g, indexing="xy")

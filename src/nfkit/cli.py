@@ -54,6 +54,11 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def _names(text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; ``None`` stays ``None``."""
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -97,6 +102,12 @@ def train(
     patience: Annotated[
         int | None, typer.Option(help="Stop after this many epochs without improvement.")
     ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            help="Columns to condition on: trains p(columns | context) (default columns: the rest)."
+        ),
+    ] = None,
     columns: Annotated[
         str | None, typer.Option(help="Columns to model (names or 0-based indices).")
     ] = None,
@@ -135,7 +146,8 @@ def train(
             "lr_schedule": None if lr_schedule == "constant" else lr_schedule,
             "validation_split": validation_split,
             "patience": patience,
-            "columns": [c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+            "columns": _names(columns),
+            "context": _names(context),
             "standardize": standardize,
             "seed": seed,
             "device": device,
@@ -147,6 +159,10 @@ ModelArg = Annotated[Path, typer.Argument(help="A model file, or a run folder ho
 Output = Annotated[
     Path | None, typer.Option("--output", "-o", help=".csv or .npy (default: CSV on stdout).")
 ]
+Context = Annotated[
+    str | None,
+    typer.Option(help="A conditional model's context: values 'v1,v2' or a file of context rows."),
+]
 
 
 @app.command()
@@ -155,12 +171,15 @@ def sample(
     n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1000,
     output: Output = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    context: Context = None,
 ) -> None:
-    """Draw N samples from MODEL, in the data's units and column names."""
+    """Draw N samples from MODEL, in the data's units and column names (a conditional model:
+    N at each context row, after its context values).
+    """
     with _user_errors():
         from nfkit import runs
 
-        runs.sample_model(model, n, output, seed)
+        runs.sample_model(model, n, output, seed, context)
 
 
 @app.command("log-prob")
@@ -168,12 +187,15 @@ def log_prob(
     model: ModelArg,
     data: Annotated[str, typer.Argument(help="Rows to evaluate (same columns as training).")],
     output: Output = None,
+    context: Context = None,
 ) -> None:
-    """Write log p(x) (natural log, data units) for every row of DATA."""
+    """Write log p(x) (natural log, data units) for every row of DATA; a conditional model
+    reads log p(x | context) with the context columns of DATA, or --context.
+    """
     with _user_errors():
         from nfkit import runs
 
-        runs.score_file(model, data, output)
+        runs.score_file(model, data, output, context)
 
 
 @app.command()

@@ -40,13 +40,22 @@ def write_pictures(
     history: dict[str, list[float]] | None = None,
     n_samples: int = 2000,
     seed: int = 0,
+    context: np.ndarray | None = None,
 ) -> list[Path]:
-    """Draw the pictures that suit ``data``'s shape into ``out``; return the files written."""
+    """Draw the pictures that suit ``data``'s shape into ``out``; return the files written.
+    A conditional model (``context``: the data's context rows) is drawn once at each of the
+    first ``n_samples`` rows' contexts, which samples the data's marginal; it has no density
+    picture (a density needs one context).
+    """
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     torch.manual_seed(seed)
-    samples = model.sample(n_samples).detach().cpu().numpy()
     shown = data[:n_samples]
+    if context is None:
+        samples = model.sample(n_samples).detach().cpu().numpy()
+    else:
+        given = torch.as_tensor(context[:n_samples], dtype=model.dtype)
+        samples = model.sample(1, context=given)[0].detach().cpu().numpy()
     with plot.chapter_style():
         if history:
             plot.loss(history, figsize=(5, 3.5), path=out / "loss.png")
@@ -57,12 +66,16 @@ def write_pictures(
             written += [out / "samples.png", out / "data.png"]
         elif data.shape[1] == 2:
             (xlim, ylim) = _limits(data)
-            plot.density(model, xlim=xlim, ylim=ylim, figsize=(4.5, 4), path=out / "density.png")
+            if context is None:
+                plot.density(
+                    model, xlim=xlim, ylim=ylim, figsize=(4.5, 4), path=out / "density.png"
+                )
+                written.append(out / "density.png")
             ax = plot.samples(shown, xlim=xlim, ylim=ylim, figsize=(4.5, 4), label="data")
             plot.samples(samples, ax=ax, xlim=xlim, ylim=ylim, label="samples", alpha=0.5)
             ax.legend(loc="upper right")
             ax.figure.savefig(out / "samples.png", dpi=150, bbox_inches="tight")
-            written += [out / "density.png", out / "samples.png"]
+            written.append(out / "samples.png")
         else:
             plot.corner(shown, samples, columns=columns, path=out / "corner.png")
             written.append(out / "corner.png")

@@ -26,8 +26,10 @@ from nfkit._tensors import resolve_device
 from nfkit.continuous import fit_flow_matching
 from nfkit.data import Standardization, Table, read_table
 from nfkit.distributions.base import Distribution, evaluation_mode
+from nfkit.distributions.conditional import Conditional
 from nfkit.flows import FLOWS, glow
 from nfkit.io import load_with_header, save
+from nfkit.nets import ContextEmbedding
 from nfkit.report import write_pictures, write_report
 from nfkit.train.data import holdout
 from nfkit.train.fit import fit
@@ -71,13 +73,13 @@ def start_run(args: dict[str, Any], out: Path, *, force: bool, quiet: bool) -> P
             f"{out} already exists and is not empty; pass --force to overwrite it, or "
             f"--resume {out} to continue its training"
         )
-    table = read_table(args["data"], args["columns"])
+    table, context = _tables(args)
     standard = _standardization(table, args)  # refuse bad data before touching the folder
     if exists:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(args, indent=2))
-    return _train(out, args, table, standard, resumed=False, quiet=quiet)
+    return _train(out, args, table, standard, context, resumed=False, quiet=quiet)
 
 
 def resume_run(out: Path, *, quiet: bool) -> Path:
@@ -86,8 +88,30 @@ def resume_run(out: Path, *, quiet: bool) -> Path:
     if not run_file.is_file():
         raise UserError(f"{out} is not an nfkit run folder (no {RUN_FILE})")
     args = json.loads(run_file.read_text())
-    table = read_table(args["data"], args["columns"])
-    return _train(out, args, table, _standardization(table, args), resumed=True, quiet=quiet)
+    table, context = _tables(args)
+    standard = _standardization(table, args)
+    return _train(out, args, table, standard, context, resumed=True, quiet=quiet)
+
+
+def _tables(args: dict[str, Any]) -> tuple[Table, Table | None]:
+    """The modelled columns and, with ``--context``, the conditioning columns (by default the
+    modelled columns are all the others).
+    """
+    names = args.get("context")
+    if not names:
+        return read_table(args["data"], args["columns"]), None
+    if args["flow"] == "glow":
+        raise UserError("--context is not available for --flow glow (an image model)")
+    context = read_table(args["data"], names)
+    columns = args["columns"]
+    if columns is None:
+        columns = [c for c in read_table(args["data"]).columns if c not in context.columns]
+    overlap = sorted(set(columns) & set(context.columns))
+    if overlap:
+        raise UserError(f"columns {', '.join(overlap)} are both modelled and context")
+    if not columns:
+        raise UserError("every column is a context column: nothing is left to model")
+    return read_table(args["data"], columns), context
 
 
 def _objective(args: dict[str, Any]) -> str:
@@ -116,8 +140,10 @@ def _unit_range(table: Table) -> Standardization:
     return Standardization([low] * columns, [high - low] * columns)
 
 
-def _build_flow(args: dict[str, Any], table: Table) -> Distribution:
-    """The flow the arguments ask for, before training, in standardized units."""
+def _build_flow(args: dict[str, Any], table: Table, context: Table | None) -> Distribution:
+    """The flow the arguments ask for, before training, in standardized units; with a
+    context, a conditional flow whose contexts are standardized inside the model.
+    """
     if args["flow"] == "glow":
         assert table.image_shape is not None
         shape = tuple(table.image_shape)
@@ -131,7 +157,12 @@ def _build_flow(args: dict[str, Any], table: Table) -> Distribution:
             flat=True,
         )
     sizes = {k: args[k] for k in ("layers", "hidden") if args.get(k) is not None}
-    return FLOWS[args["flow"]](table.values.shape[1], **sizes)
+    if context is None:
+        return FLOWS[args["flow"]](table.values.shape[1], **sizes)
+    width = context.values.shape[1]
+    flow = FLOWS[args["flow"]](table.values.shape[1], context=width, **sizes)
+    scale = Standardization.of(context.values, context.columns)
+    return Conditional(flow, ContextEmbedding(scale.mean, scale.std))
 
 
 def _standardization(table: Table, args: dict[str, Any]) -> Standardization | None:
@@ -172,7 +203,12 @@ def _fit(flow: Distribution, rows: np.ndarray, args: dict[str, Any], out: Path, 
 
 
 def _train_metrics(
-    history: Any, flow: Distribution, rows: np.ndarray, shift: float, objective: str
+    history: Any,
+    flow: Distribution,
+    rows: np.ndarray,
+    context: np.ndarray | None,
+    shift: float,
+    objective: str,
 ) -> dict[str, Any]:
     """Per-epoch NLL curves and summary numbers, in data units (``shift`` nats added)."""
     curves = {k: [v + shift for v in vs] for k, vs in history.history.items() if "loss" in k}
@@ -180,7 +216,8 @@ def _train_metrics(
         # The training loss is a regression loss, not an NLL: score (up to 5000) training rows
         # once, by the exact likelihood.
         curves["flow_matching_loss"] = history.history["loss"]
-        curves["loss"] = [_mean_nll(flow, rows[:5000]) + shift]
+        c = None if context is None else context[:5000]
+        curves["loss"] = [_mean_nll(flow, rows[:5000], c) + shift]
     return {
         **curves,
         "lr": history.history.get("lr", []),
@@ -199,27 +236,31 @@ def _train(
     args: dict[str, Any],
     table: Table,
     standard: Standardization | None,
+    context: Table | None,
     *,
     resumed: bool,
     quiet: bool,
 ) -> Path:
     values = table.values
     rows = (standard.apply(values) if standard else values).astype(np.float32)
+    contexts = None if context is None else context.values.astype(np.float32)
     torch.manual_seed(args["seed"])
-    flow = _build_flow(args, table).to(resolve_device(args.get("device", "cpu")))
-    held_out = {}
+    flow = _build_flow(args, table, context).to(resolve_device(args.get("device", "cpu")))
+    kw: dict[str, Any] = {"context": contexts}
     if args["validation_split"]:  # the same split on every run and resume of this folder
         generator = torch.Generator().manual_seed(args["seed"])
-        train, val = holdout(len(rows), args["validation_split"], generator)
-        rows, held_out = rows[train.numpy()], {"validation_data": rows[val.numpy()]}
+        train, val = (i.numpy() for i in holdout(len(rows), args["validation_split"], generator))
+        held = rows[val] if contexts is None else (rows[val], contexts[val])
+        rows, kw["validation_data"] = rows[train], held
+        kw["context"] = None if contexts is None else contexts[train]
     start = time.perf_counter()
-    history = _fit(flow, rows, args, out, resume=resumed, verbose=0 if quiet else 1, **held_out)
+    history = _fit(flow, rows, args, out, resume=resumed, verbose=0 if quiet else 1, **kw)
     flow = flow.cpu()  # the model file, pictures and report are made on the CPU
     model = standard.bijector()(flow) if standard else flow
     # Per-epoch NLL in data units: the standardization adds sum(log s) nats.
     shift = float(np.log(standard.std).sum()) if standard else 0.0
     metrics = {
-        **_train_metrics(history, flow, rows, shift, _objective(args)),
+        **_train_metrics(history, flow, rows, kw["context"], shift, _objective(args)),
         "seconds": time.perf_counter() - start,
         "rows": int(values.shape[0]),
         "features": int(values.shape[1]),
@@ -230,6 +271,7 @@ def _train(
         "source": table.source,
         "image_shape": table.image_shape,
         "standardization": None if standard is None else standard.__dict__,
+        "context_columns": None if context is None else context.columns,
         "train_args": args,
         "metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)},
         "nfkit_version": __version__,
@@ -244,6 +286,7 @@ def _train(
         image_shape=table.image_shape,
         history={k: v for k, v in curves.items() if len(v) > 1},
         seed=args["seed"],
+        context=contexts,
     )
     write_report(
         out / "report.html",
@@ -267,9 +310,11 @@ def _train(
     return out
 
 
-def _mean_nll(flow: Distribution, rows: np.ndarray) -> float:
+def _mean_nll(flow: Distribution, rows: np.ndarray, context: np.ndarray | None) -> float:
     with evaluation_mode(flow):
-        return -float(flow.log_prob(torch.as_tensor(rows, dtype=flow.dtype)).mean())
+        x = torch.as_tensor(rows, dtype=flow.dtype)
+        c = None if context is None else torch.as_tensor(context, dtype=flow.dtype)
+        return -float(flow.log_prob(x, context=c).mean())
 
 
 def summary(metadata: dict[str, Any], model: Distribution) -> dict[str, Any]:
@@ -280,6 +325,7 @@ def summary(metadata: dict[str, Any], model: Distribution) -> dict[str, Any]:
     return {
         "data": metadata.get("source"),
         "columns": ", ".join(metadata.get("columns", [])),
+        "context": ", ".join(metadata.get("context_columns") or []) or "none",
         "flow": f"{args.get('flow')} ({args.get('layers') or 'default'} layers, hidden "
         f"{args.get('hidden') or 'default'}, objective {_objective(args)})",
         "parameters": f"{params:,}",
@@ -320,24 +366,72 @@ def _write_rows(values: np.ndarray, header: list[str], output: Path | None) -> N
         writer.writerows([f"{v:.8g}" for v in row] for row in values.reshape(len(values), -1))
 
 
-def sample_model(model: Path, n: int, output: Path | None, seed: int | None) -> None:
-    """Write ``n`` samples of ``model`` (CSV with the data's column names, or NPY)."""
+def _contexts(meta: dict[str, Any], given: str | None, rows: int | None = None) -> Any:
+    """Context rows for a conditional model: ``given`` is a file (its context columns are
+    read) or comma-separated values; ``None`` for a model without a context.
+    """
+    names = meta.get("context_columns")
+    if not names:
+        if given is not None:
+            raise UserError("this model is not conditional: it takes no --context")
+        return None
+    if given is None:
+        raise UserError(f"this model is conditional on {', '.join(names)}: pass --context")
+    if Path(given).is_file():
+        values = read_table(given, names).values
+    else:
+        try:
+            values = np.array([[float(v) for v in given.split(",")]])
+        except ValueError:
+            raise UserError(
+                f"--context {given!r} is neither a file nor numbers (one per context column: "
+                f"{', '.join(names)})"
+            ) from None
+        if values.shape[1] != len(names):
+            raise UserError(
+                f"--context needs {len(names)} values ({', '.join(names)}), got {values.shape[1]}"
+            )
+    if rows is not None and values.shape[0] not in (1, rows):
+        raise UserError(f"--context has {values.shape[0]} rows for {rows} data rows")
+    return values.astype(np.float32)
+
+
+def sample_model(
+    model: Path, n: int, output: Path | None, seed: int | None, context: str | None = None
+) -> None:
+    """Write ``n`` samples of ``model`` (CSV with the data's column names, or NPY); for a
+    conditional model, ``n`` at each context row, written after its context values.
+    """
     if n < 1:
         raise UserError(f"-n must be positive, got {n}")
     dist, meta = load_model(model)
+    contexts = _contexts(meta, context)
     if seed is not None:
         torch.manual_seed(seed)
-    values = dist.sample(n).detach().cpu().numpy()
-    _write_rows(values, meta.get("columns") or [f"x{i}" for i in range(values.shape[1])], output)
+    columns = meta.get("columns") or [f"x{i}" for i in range(dist.event_shape[0])]
+    if contexts is None:
+        _write_rows(dist.sample(n).detach().cpu().numpy(), columns, output)
+        return
+    draws = dist.sample(n, context=torch.from_numpy(contexts)).detach().cpu().numpy()
+    draws = draws.transpose(1, 0, 2)  # (contexts, n, D): each context's samples together
+    given = np.broadcast_to(contexts[:, None], (*draws.shape[:2], contexts.shape[1]))
+    values = np.concatenate([given, draws], -1).reshape(-1, given.shape[-1] + draws.shape[-1])
+    _write_rows(values, meta["context_columns"] + columns, output)
 
 
-def score_file(model: Path, data: str, output: Path | None) -> None:
-    """Write log p(x) of every row of ``data``, choosing the trained columns when named."""
+def score_file(model: Path, data: str, output: Path | None, context: str | None = None) -> None:
+    """Write log p(x) of every row of ``data``, choosing the trained columns when named; a
+    conditional model reads its context columns from ``data`` unless ``context`` is given.
+    """
     dist, meta = load_model(model)
     trained = meta.get("columns") or []
     table = read_table(data)
+    names = meta.get("context_columns")
+    if context is None and names and all(c in table.columns for c in names):
+        context = data
     if trained and all(c in table.columns for c in trained):
         table = read_table(data, trained)
+    contexts = _contexts(meta, context, table.values.shape[0])
     features = dist.event_shape[0]
     if table.values.shape[1] != features:
         names = f" ({', '.join(trained)})" if trained else ""
@@ -345,7 +439,12 @@ def score_file(model: Path, data: str, output: Path | None) -> None:
             f"the model expects {features} columns{names}, but {table.source} has "
             f"{table.values.shape[1]} ({', '.join(table.columns)})"
         )
-    scores = dist.log_prob(table.values.astype(np.float32))
+    scores = dist.log_prob(
+        table.values.astype(np.float32),
+        context=None
+        if contexts is None
+        else np.broadcast_to(contexts, (len(table.values), contexts.shape[1])),
+    )
     _write_rows(np.asarray(scores).reshape(-1, 1), ["log_prob"], output)
 
 
@@ -378,6 +477,14 @@ def plot_model(model: Path, data: str | None, out: Path, seed: int) -> list[Path
             f"{table.values.shape[1]}"
         )
     image_shape = meta.get("image_shape") or table.image_shape
+    names = meta.get("context_columns")
+    context = read_table(source, names).values.astype(np.float32) if names else None
     return write_pictures(
-        dist, table.values, out, columns=table.columns, image_shape=image_shape, seed=seed
+        dist,
+        table.values,
+        out,
+        columns=table.columns,
+        image_shape=image_shape,
+        seed=seed,
+        context=context,
     )

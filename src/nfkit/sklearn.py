@@ -5,6 +5,12 @@ It follows the protocol of ``KernelDensity`` and ``GaussianMixture``: ``fit(X)``
 (their mean, so ``GridSearchCV`` maximises held-out log-likelihood), ``sample(n, random_state)``,
 and ``get_params``/``set_params``. Columns are standardized inside the model (the log-density
 includes the Jacobian of that map), so no scaler is needed in front of it.
+
+With ``conditional=True`` it learns the conditional density :math:`p(X \mid y)` instead:
+``fit(X, y)``, ``score_samples(X, y)``, ``score(X, y)`` and ``sample(n, y=...)``. Without it,
+``y`` is ignored as scikit-learn's own density estimators ignore it (its protocol checks pass a
+``y`` to every ``fit``), which this page states rather than guessing from the presence of
+``y``.
 """
 
 from __future__ import annotations
@@ -15,20 +21,27 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
+from sklearn.utils.validation import (
+    check_array,
+    check_is_fitted,
+    check_random_state,
+    validate_data,
+)
 
 from nfkit._tensors import resolve_device
 from nfkit.continuous import fit_flow_matching
 from nfkit.data.standardize import Standardization
 from nfkit.distributions.base import Distribution, evaluation_mode
+from nfkit.distributions.conditional import Conditional
 from nfkit.flows import FLOWS
+from nfkit.nets import ContextEmbedding
 from nfkit.train.fit import fit as fit_flow
 
 __all__ = ["FlowDensityEstimator"]
 
 
 class FlowDensityEstimator(DensityMixin, BaseEstimator):
-    """Density estimation with a normalizing flow (neural spline flow by default), sklearn style.
+    r"""Density estimation with a normalizing flow (neural spline flow by default), sklearn style.
 
     Args:
         flow: ``"maf"``, ``"iaf"``, ``"realnvp"``, ``"nsf"`` or ``"cnf"`` (see
@@ -45,6 +58,9 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         device: where to train (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``); the fitted
             ``flow_`` is moved back to the CPU, so the estimator pickles and scores anywhere.
+        conditional: learn :math:`p(X \mid y)` from ``fit(X, y)`` (``y``: one value or a row
+            of values per sample, standardized inside the model); scoring and sampling then
+            take ``y`` too.
 
     Attributes:
         flow_: the trained :class:`~nfkit.distributions.Distribution`, in data units (CPU).
@@ -57,6 +73,15 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         >>> X = make_moons(500, noise=0.05, random_state=0)[0]
         >>> est = FlowDensityEstimator(layers=2, hidden=(32,), epochs=5, random_state=0).fit(X)
         >>> est.score_samples(X[:3]).shape, est.sample(4, random_state=0).shape
+        ((3,), (4, 2))
+
+        A conditional density, p(x | label):
+
+        >>> X, labels = make_moons(500, noise=0.05, random_state=0)
+        >>> cond = FlowDensityEstimator(
+        ...     layers=2, hidden=(32,), epochs=5, random_state=0, conditional=True
+        ... ).fit(X, labels)
+        >>> cond.score_samples(X[:3], labels[:3]).shape, cond.sample(4, y=[1.0]).shape
         ((3,), (4, 2))
 
     """
@@ -75,6 +100,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         random_state: int | None = None,
         verbose: int = 0,
         device: str = "cpu",
+        conditional: bool = False,
     ) -> None:
         self.flow = flow
         self.layers = layers
@@ -87,10 +113,29 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.conditional = conditional
+
+    def _y(self, y: Any, rows: int | None) -> np.ndarray | None:
+        """``y`` as context rows (a conditional estimator), else ``None``."""
+        if not self.conditional:
+            return None
+        if y is None:
+            raise ValueError("this estimator is conditional (conditional=True): pass y")
+        y = check_array(y, ensure_2d=False, dtype=[np.float64, np.float32])
+        y = y.reshape(len(y), -1) if y.ndim == 1 else y
+        if rows is not None and y.shape[0] not in (1, rows):
+            raise ValueError(f"y has {y.shape[0]} rows for {rows} rows of X")
+        width = getattr(self, "n_context_features_", y.shape[1])
+        if y.shape[1] != width:
+            raise ValueError(f"y has {y.shape[1]} columns; the estimator was fitted with {width}")
+        return np.broadcast_to(y, (rows or y.shape[0], width)).astype(np.float64)
 
     def fit(self, X: Any, y: Any = None) -> FlowDensityEstimator:  # noqa: N803
-        """Learn the density of the rows of ``X`` (``y`` is ignored)."""
+        """Learn the density of the rows of ``X`` (with ``conditional=True``, of ``X`` given
+        ``y``; otherwise ``y`` is ignored).
+        """
         X = validate_data(self, X, dtype=[np.float64, np.float32])  # noqa: N806
+        context = self._y(y, X.shape[0])
         if self.flow not in FLOWS:
             raise ValueError(f"flow must be one of {sorted(FLOWS)}, got {self.flow!r}")
         if X.shape[0] < 2:
@@ -109,7 +154,14 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
             train = fit_flow_matching
         else:
             sizes["layers"] = self.layers
-        flow = FLOWS[self.flow](X.shape[1], **sizes).to(resolve_device(self.device))
+        if context is not None:
+            self.n_context_features_ = context.shape[1]
+            sizes["context"] = context.shape[1]
+        flow = FLOWS[self.flow](X.shape[1], **sizes)
+        if context is not None:
+            scale = Standardization.of(context, [f"y{i}" for i in range(context.shape[1])])
+            flow = Conditional(flow, ContextEmbedding(scale.mean, scale.std))
+        flow = flow.to(resolve_device(self.device))
         use_validation = self.validation_fraction and X.shape[0] * self.validation_fraction >= 1
         self.history_ = train(
             flow,
@@ -121,6 +173,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
             validation_split=self.validation_fraction if use_validation else 0.0,
             seed=seed,
             verbose=self.verbose,
+            context=None if context is None else context.astype(np.float32),
         )
         flow = flow.cpu()
         model = standard.bijector()(flow) if standard else flow
@@ -129,26 +182,39 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         self.flow_: Distribution = model.to(torch.float64).eval()
         return self
 
-    def score_samples(self, X: Any) -> np.ndarray:  # noqa: N803
-        """Log-density log p(x) of each row (natural log, data units), computed in float64."""
+    def score_samples(self, X: Any, y: Any = None) -> np.ndarray:  # noqa: N803
+        """Log-density log p(x) (or log p(x | y)) of each row (natural log, data units),
+        computed in float64.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])  # noqa: N806
+        context = self._y(y, X.shape[0])
         with evaluation_mode(self.flow_):
-            out = self.flow_.log_prob(torch.as_tensor(X, dtype=torch.float64))
+            out = self.flow_.log_prob(
+                torch.as_tensor(X, dtype=torch.float64),
+                context=None if context is None else torch.as_tensor(context),
+            )
         return out.numpy()
 
     def score(self, X: Any, y: Any = None) -> float:  # noqa: N803
         """Mean log-density of the rows of ``X`` (higher is better)."""
-        return float(np.mean(self.score_samples(X)))
+        return float(np.mean(self.score_samples(X, y)))
 
-    def sample(self, n_samples: int = 1, random_state: Any = None) -> np.ndarray:
-        """Draw ``n_samples`` rows from the fitted density."""
+    def sample(self, n_samples: int = 1, random_state: Any = None, y: Any = None) -> np.ndarray:
+        """Draw ``n_samples`` rows from the fitted density; a conditional estimator draws them
+        given ``y``: one row of ``y`` gives ``(n_samples, d)``, B rows ``(n_samples, B, d)``.
+        """
         check_is_fitted(self)
+        context = self._y(y, None)
         seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
         generator_state = torch.get_rng_state()
         torch.manual_seed(seed)
         try:
-            out = self.flow_.sample(n_samples)
+            if context is None:
+                out = self.flow_.sample(n_samples)
+            else:
+                given = torch.as_tensor(context)
+                out = self.flow_.sample(n_samples, context=given[0] if len(given) == 1 else given)
         finally:
             torch.set_rng_state(generator_state)
         return out.numpy().astype(np.float64)

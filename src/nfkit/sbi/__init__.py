@@ -6,19 +6,25 @@
 >>> tuple(theta.shape), tuple(x.shape)
 ((100, 3), (100, 3))
 
-See :class:`NPE` and :class:`NLE` for the posteriors, :mod:`nfkit.sbi.diagnostics` for checks.
+See :class:`NPE` and :class:`NLE` for the posteriors, :func:`sequential` for rounds focused
+on one observation, :mod:`nfkit.sbi.diagnostics` for checks.
 """
 
 from nfkit.sbi import tasks
+from nfkit.sbi.atomic import AtomicLoss
 from nfkit.sbi.diagnostics import c2st, expected_coverage, sbc_ranks, sbc_uniformity
-from nfkit.sbi.estimators import NLE, NPE
+from nfkit.sbi.estimators import NLE, NPE, Posterior
 from nfkit.sbi.mcmc import slice_sample
 from nfkit.sbi.prior import as_prior, support_bijector
+from nfkit.sbi.sequential import Round, sequential
 from nfkit.sbi.simulate import SimulationError, Simulations, simulate
 
 __all__ = [
     "NLE",
     "NPE",
+    "AtomicLoss",
+    "Posterior",
+    "Round",
     "SimulationError",
     "Simulations",
     "as_prior",
@@ -26,6 +32,7 @@ __all__ = [
     "expected_coverage",
     "sbc_ranks",
     "sbc_uniformity",
+    "sequential",
     "simulate",
     "slice_sample",
     "support_bijector",

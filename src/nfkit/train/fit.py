@@ -29,7 +29,7 @@ from nfkit.train.callbacks import (
 )
 from nfkit.train.data import split_source, training_data, validation_rows
 from nfkit.train.distributed import distributed_setup
-from nfkit.train.loop import History, Loop
+from nfkit.train.loop import History, Loop, mean_nll
 from nfkit.train.step import (
     Objective,
     OptimizerSpec,
@@ -141,7 +141,9 @@ def fit(
             architecture, data and arguments, an interrupted run resumed this way ends with the
             same weights and history as one that was never interrupted.
         objective: the loss of a batch, ``objective(distribution, batch, context)`` (default:
-            :func:`negative_log_likelihood`); validation always reports the NLL. Modules with a
+            :func:`negative_log_likelihood`); validation reports the NLL, or, when the
+            objective has a ``validation_loss(distribution, rows, context) -> float`` method,
+            what that returns. Modules with a
             ``pop_penalty()`` method (a continuous flow's kinetic energy) add the
             regularization they computed during the pass.
             :func:`nfkit.continuous.fit_flow_matching` passes its flow-matching loss here.
@@ -222,6 +224,12 @@ def fit(
     saving = [] if checkpoint is None else [ModelCheckpoint(checkpoint, resume=resume)]
     everything = [TerminateOnNaN(), tracker, *extra, ProgressBar(verbose), *saving]
     loop = Loop(
-        distribution, step, batches, epochs=epochs, callbacks=everything, validation=validation
+        distribution,
+        step,
+        batches,
+        epochs=epochs,
+        callbacks=everything,
+        validation=validation,
+        validation_loss=getattr(objective, "validation_loss", mean_nll),
     )
     return loop.run()

@@ -8,7 +8,7 @@ r"""The training loop every entry point shares: a data source, a step and callba
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,8 +63,9 @@ def mean_nll(dist: Distribution, data: Tensor, context: Tensor | None, chunk: in
 class Loop:
     """Run ``epochs`` passes of ``step`` over ``batches``, calling ``callbacks`` (see
     :mod:`nfkit.train.callbacks`); each epoch's logs are the mean loss over its rows, the
-    learning rate, the objective's metrics and, with ``validation``, ``val_loss`` (the
-    held-out negative log-likelihood).
+    learning rate, the objective's metrics and, with ``validation``, ``val_loss``: the
+    held-out negative log-likelihood, or what ``validation_loss(distribution, rows, context)``
+    returns (an objective that is not a likelihood, such as APT's atomic loss, scores itself).
 
     Attributes a callback may read: ``distribution``, ``optimizer``, ``scheduler``,
     ``history``, ``epoch``, ``epochs``, ``start_epoch``, ``steps_per_epoch``, ``generator``
@@ -80,9 +81,10 @@ class Loop:
         epochs: int,
         callbacks: Sequence[Callback] = (),
         validation: tuple[Tensor, Tensor | None] | None = None,
+        validation_loss: Callable[[Distribution, Tensor, Tensor | None], float] = mean_nll,
     ) -> None:
         self.distribution, self.step, self.batches = distribution, step, batches
-        self.epochs, self.validation = epochs, validation
+        self.epochs, self.validation, self.validation_loss = epochs, validation, validation_loss
         # Checkpoints run last, so that they save the state every other callback left.
         self.callbacks = sorted(callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))
         self.history = History()
@@ -159,5 +161,5 @@ class Loop:
         logs = {"loss": total / count, "lr": self.optimizer.param_groups[0]["lr"]}
         logs.update(self.step.pop_metrics())
         if self.validation is not None:
-            logs["val_loss"] = mean_nll(self.distribution, *self.validation)
+            logs["val_loss"] = self.validation_loss(self.distribution, *self.validation)
         return logs
