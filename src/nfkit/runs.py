@@ -366,7 +366,9 @@ def _write_rows(values: np.ndarray, header: list[str], output: Path | None) -> N
         writer.writerows([f"{v:.8g}" for v in row] for row in values.reshape(len(values), -1))
 
 
-def _contexts(meta: dict[str, Any], given: str | None, rows: int | None = None) -> Any:
+def _contexts(
+    meta: dict[str, Any], given: str | None, rows: int | None = None
+) -> np.ndarray | None:
     """Context rows for a conditional model: ``given`` is a file (its context columns are
     read) or comma-separated values; ``None`` for a model without a context.
     """

@@ -103,16 +103,16 @@ def sequential(
         options = dict(fit_options, warm_start=index > 0)
         if isinstance(estimator, NPE) and index > 0:
             options["loss"] = "atomic"
-        estimator.fit(torch.cat(thetas), torch.cat(xs), **options)
-        history = estimator.history_
-        val = history.history.get("val_loss") if history is not None else None
+        history = estimator.fit(torch.cat(thetas), torch.cat(xs), **options).history_
+        assert history is not None  # fit always records one
+        val = history.history.get("val_loss")
         estimator.rounds_.append(
             Round(
                 simulations=len(sims),
                 dropped=sims.failed + sims.nonfinite,
-                epochs=0 if history is None else len(history.epoch),
-                seconds=0.0 if history is None else history.seconds,
-                val_loss=None if not val else min(val),
+                epochs=len(history.epoch),
+                seconds=history.seconds,
+                val_loss=min(val) if val else None,
             )
         )
         proposal = estimator.posterior(x_o)
