@@ -44,7 +44,7 @@ figures: $(STAMP)
 BENCH_STAMP := $(VENV)/.bench-installed
 
 # sbibm only for its files (the SBI benchmark's observations and reference posterior samples):
-# its own pins are years old, and benchmarks/sbi.py reads the files without importing it.
+# its own pins are years old, and benchmarks/sbi_benchmark.py reads the files without importing it.
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]" "$(TORCH)"
 	$(PY) -m pip install --quiet --no-deps "sbibm==1.1.0"
@@ -61,7 +61,7 @@ $(TFP_STAMP):
 		|| echo "TensorFlow Probability did not install; tfp_protocol.py will say so"
 
 bench: $(BENCH_STAMP) $(TFP_STAMP)
-	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) tfp_protocol.py && ../$(PY) density2d.py && ../$(PY) flow_matching16d.py && ../$(PY) energy.py && ../$(PY) throughput.py && ../$(PY) sbi_benchmark.py
+	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) tfp_protocol.py && ../$(PY) density2d.py && ../$(PY) flow_matching16d.py && ../$(PY) energy.py && ../$(PY) throughput.py && ../$(PY) real_data.py && ../$(PY) sbi_benchmark.py
 
 clean:
 	rm -rf $(VENV) $(TFP_VENV) out .pytest_cache

@@ -269,3 +269,65 @@ def test_every_command_has_help(tmp_path):
     for command in ("train", "sample", "log-prob", "info", "plot"):
         out = nfkit(command, "--help", cwd=tmp_path, real=command == "train").stdout
         assert "Usage" in out
+
+
+def test_the_command_shares_the_defaults_and_says_what_it_did(tmp_path):
+    rng = np.random.default_rng(0)
+    flag, value = rng.integers(0, 2, 300), rng.normal(size=300)
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "flag,value\n" + "\n".join(f"{f},{v:.4f}" for f, v in zip(flag, value, strict=True))
+    )
+    out = tmp_path / "run"
+    result = nfkit("train", path, "--flow", "nsf", "--epochs", "3", "-o", out, cwd=tmp_path)
+    assert "note: few-valued columns (flag) were dequantized" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dequantized_columns"] == ["flag"] and metrics["start_components"] >= 1
+    import torch
+
+    from nfkit.io import load
+
+    model = load(out / "model.safetensors")
+    assert torch.isfinite(model.log_prob(torch.tensor([[0.0, 0.1], [1.0, -0.3]]))).all()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--epochs", "0", "--epochs must be at least 1, got 0"),
+        ("--batch-size", "0", "--batch-size must be at least 1, got 0"),
+        ("--lr", "0", "--lr must be positive, got 0.0"),
+        ("--start-components", "-1", "--start-components must be at least 0, got -1"),
+    ],
+)
+def test_impossible_settings_are_refused_before_the_run_folder(
+    tmp_path, table, option, value, message
+):
+    result = nfkit("train", table, option, value, "-o", "run", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_info_and_load_take_a_python_model_file_and_a_run_folder(tmp_path, table):
+    import nfkit as nf
+
+    path = nf.save(nf.flows.maf(2, layers=1, hidden=[4]), tmp_path / "mine.safetensors")
+    out = nfkit("info", path, cwd=tmp_path).stdout
+    assert "saved from Python" in out and "parameters" in out
+    nfkit("train", table, *SMALL, "-o", "run", cwd=tmp_path)
+    assert nf.load(tmp_path / "run").event_shape == (3,)
+
+
+def test_a_semicolon_export_with_a_label_trains_and_says_how_it_was_read(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    rows = [f"{i};{a:.3f};{b:.3f};{'ab'[i % 2]}".replace(".", ",") for i, (a, b) in enumerate(x)]
+    path = tmp_path / "export.csv"
+    path.write_bytes(("\ufeff;a;b;label\n" + "\n".join(rows)).encode("utf-8"))
+    result = nfkit("train", path, *SMALL[:-1], "-o", "run", cwd=tmp_path)
+    for part in ("semicolon-separated", "unnamed first column", "text column 'label'"):
+        assert part in result.stdout, part
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["features"] == 2
+    bad = nfkit("train", path, "--delimiter", ",", "-o", "r2", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "looks semicolon-separated" in bad.stderr

@@ -99,6 +99,22 @@ def test_the_embedding_network_trains_with_the_flow():
     assert flow.sample(3, context=series[:2]).shape == (3, 2, 2)
 
 
+@pytest.mark.parametrize("name", ["maf", "iaf", "realnvp", "nsf", "cnf"])
+def test_every_builder_takes_an_embedding_that_gets_gradients(name):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 3), torch.nn.Tanh())
+    sizes = {"hidden": [8]} if name == "cnf" else {"layers": 2, "hidden": [8]}
+    flow = nfkit.flows.FLOWS[name](2, context=6, embedding=net, **sizes)
+    assert isinstance(flow, nfd.Conditional) and flow.embedding is net
+    x, c = torch.randn(64, 2), torch.randn(64, 6)
+    before = net[0].weight.detach().clone()
+    nfkit.fit(flow, x, context=c, epochs=2, batch_size=16, verbose=0, seed=0)
+    assert not torch.equal(before, net[0].weight.detach())  # the embedding trained too
+    assert flow.sample(3, context=c[:4]).shape == (3, 4, 2)
+    with pytest.raises(ValueError, match="embedding= needs context="):
+        nfkit.flows.FLOWS[name](2, embedding=net, **sizes)
+
+
 def test_conditional_flow_matching_and_cnf_take_a_context():
     from nfkit.continuous import fit_flow_matching
 

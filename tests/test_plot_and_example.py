@@ -41,7 +41,8 @@ def test_plots_write_pngs(tmp_path):
         validation_split=0.25,
     )
     ax = plot.loss(history, path=tmp_path / "l.png")
-    assert [line.get_label() for line in ax.get_lines()] == ["loss", "val_loss"]
+    kept = f"kept: epoch {history.best_epoch + 1}"  # the kept weights' epoch, marked
+    assert [line.get_label() for line in ax.get_lines()] == ["loss", "val_loss", kept]
     for name in ("d.png", "s.png", "l.png"):
         assert (tmp_path / name).stat().st_size > 1000
     with plot.chapter_style():

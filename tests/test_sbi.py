@@ -18,6 +18,7 @@ from nfkit.sbi import (
     Simulations,
     c2st,
     expected_coverage,
+    posterior_predictive,
     sbc_ranks,
     sbc_uniformity,
     sequential,
@@ -274,6 +275,32 @@ def test_expected_coverage_is_the_diagonal_only_when_calibrated():
     _, bad = expected_coverage(log_prob(0.3), narrow, theta, x)
     assert np.abs(good - levels).max() < 0.12
     assert (bad[40:70] < levels[40:70] - 0.3).all()  # far below the diagonal
+
+
+def test_posterior_predictive_accepts_the_exact_posterior_and_flags_a_shifted_one():
+    task = tasks.gaussian_linear(dim=3)
+    _, x_o = task.observation(3)
+    exact = nfd.MultivariateNormalDiag(loc=x_o / 2, scale_diag=[math.sqrt(0.05)] * 3)
+    good = posterior_predictive(exact, task.simulator, x_o, 2000, vectorized=True)
+    assert len(good.simulations) == 2000 and good.simulations.x.shape == (2000, 3)
+    assert good.distance_p > 0.05 and good.p_values.min() > 0.01 / 3
+    shifted = task.reference_samples(x_o, 2000) + torch.tensor([2.0, 0.0, 0.0])
+    bad = posterior_predictive(shifted, task.simulator, x_o, vectorized=True)
+    assert bad.distance_p < 0.01 and bad.p_values[0] < 0.01 and bad.p_values[1:].min() > 1e-3
+
+
+def test_posterior_predictive_counts_failed_simulations_and_checks_the_observation():
+    def flaky(t):
+        if t[0] > 1.0:
+            raise RuntimeError("diverged")
+        return t * 2.0
+
+    with pytest.warns(RuntimeWarning, match="dropped"):
+        check = posterior_predictive(torch.randn(300, 2), flaky, torch.zeros(2))
+    failed = check.simulations.failed
+    assert 0 < failed < 100 and len(check.simulations) == 300 - failed
+    with pytest.raises(ValueError, match="x_o has 3 values but the simulations have 2"):
+        posterior_predictive(torch.randn(50, 2), lambda t: t, torch.zeros(3))
 
 
 def test_c2st_tells_apart_only_different_samples():

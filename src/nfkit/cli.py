@@ -83,8 +83,8 @@ def train(
     hidden: Annotated[
         str | None,
         typer.Option(
-            help="Hidden widths, comma-separated (default 128,128; cnf: 128,128,128; glow: the "
-            "coupling networks' channels, 64)."
+            help="Hidden widths, comma-separated (default 64,64 below 2,000 rows, else 128,128; "
+            "cnf: 128,128,128; glow: the coupling networks' channels, 64)."
         ),
     ] = None,
     objective: Annotated[
@@ -94,13 +94,33 @@ def train(
             "maximum likelihood otherwise; flow-matching-ot pairs each batch by optimal transport."
         ),
     ] = Objective.auto,
-    epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 100,
-    batch_size: Annotated[int, typer.Option(help="Rows per step.")] = 256,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    lr_schedule: Annotated[str, typer.Option(help="'cosine' or 'constant'.")] = "cosine",
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="At most this many passes (default: 200 below 2,000 rows, else 100)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Rows per step (default: about rows / 8, 32 to 256).")
+    ] = None,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+    lr_schedule: Annotated[str, typer.Option(help="'constant' or 'cosine'.")] = "constant",
+    weight_decay: Annotated[
+        float | None,
+        typer.Option(help="AdamW weight decay (default: 1e-4 below 2,000 rows, else 0)."),
+    ] = None,
     validation_split: Annotated[float, typer.Option(help="Held-out fraction.")] = 0.1,
+    start_components: Annotated[
+        int,
+        typer.Option(
+            help="Start the flow at the Gaussian mixture (at most this many components, by BIC) "
+            "that fits the data, kept if no epoch beats it; 1: the Gaussian; 0: off."
+        ),
+    ] = 10,
     patience: Annotated[
-        int | None, typer.Option(help="Stop after this many epochs without improvement.")
+        int | None,
+        typer.Option(
+            help="Stop after this many epochs without a better validation NLL (default: 30 "
+            "below 2,000 rows, else 20)."
+        ),
     ] = None,
     context: Annotated[
         str | None,
@@ -110,6 +130,12 @@ def train(
     ] = None,
     columns: Annotated[
         str | None, typer.Option(help="Columns to model (names or 0-based indices).")
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            help="A text file's delimiter: ',', ';', 'tab' or 'space' (default: sniffed)."
+        ),
     ] = None,
     standardize: Annotated[
         bool, typer.Option(help="Standardize columns (kept inside the model).")
@@ -144,9 +170,12 @@ def train(
             "batch_size": batch_size,
             "lr": lr,
             "lr_schedule": None if lr_schedule == "constant" else lr_schedule,
+            "weight_decay": weight_decay,
             "validation_split": validation_split,
+            "start_components": start_components,
             "patience": patience,
             "columns": _names(columns),
+            "delimiter": {"tab": "\t", "space": " "}.get(delimiter or "", delimiter),
             "context": _names(context),
             "standardize": standardize,
             "seed": seed,

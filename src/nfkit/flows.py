@@ -10,14 +10,27 @@ Example:
     >>> flow.log_prob(torch.zeros(4, 3)).shape
     torch.Size([4])
 
+``context=`` (the width of a conditioning input) makes any of them a conditional density
+:math:`q(x \mid c)`; ``embedding=`` adds a network of summary features of the context, trained
+with the flow (the result is a :class:`~nfkit.distributions.Conditional`):
+
+    >>> from torch import nn
+    >>> q = nfkit.flows.nsf(2, layers=2, hidden=[16], context=50,
+    ...                     embedding=nn.Sequential(nn.Linear(50, 8), nn.ReLU()))
+    >>> q.sample(3, context=torch.zeros(4, 50)).shape
+    torch.Size([3, 4, 2])
+
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
+from torch import nn
 
 from nfkit.bijectors import (
     ActNorm,
@@ -46,6 +59,8 @@ from nfkit.bijectors import (
 from nfkit.bijectors.splines import spline_parameter_count
 from nfkit.continuous.cnf import ContinuousFlow, Divergence
 from nfkit.distributions import (
+    Conditional,
+    Distribution,
     Independent,
     MultivariateNormalDiag,
     Normal,
@@ -54,6 +69,31 @@ from nfkit.distributions import (
 from nfkit.nets import Activation, VelocityNetwork
 
 __all__ = ["FLOWS", "cnf", "flowavenet", "glow", "iaf", "maf", "nsf", "realnvp"]
+
+
+def _embeddable(build: Callable[..., TransformedDistribution]) -> Callable[..., Any]:
+    """Give a builder ``embedding=``: build the flow for the embedding's output width and wrap
+    it as ``Conditional(flow, embedding)``.
+    """
+
+    @functools.wraps(build)
+    def builder(
+        *args: Any, context: int | None = None, embedding: nn.Module | None = None, **kwargs: Any
+    ) -> Distribution:
+        if embedding is None:
+            return build(*args, context=context, **kwargs)
+        if context is None:
+            raise ValueError("embedding= needs context=, the width of the raw context")
+        with torch.no_grad():
+            out = embedding(torch.zeros(2, context))
+        if out.ndim != 2:
+            raise ValueError(
+                f"the embedding must map contexts (n, {context}) to rows (n, k), "
+                f"got shape {tuple(out.shape)}"
+            )
+        return Conditional(build(*args, context=out.shape[-1], **kwargs), embedding)
+
+    return builder
 
 
 def _stack(features: int, layers: int, make: Callable[[], Bijector]) -> TransformedDistribution:
@@ -82,6 +122,7 @@ def _autoregressive(
     return _stack(features, layers, make)
 
 
+@_embeddable
 def maf(
     features: int,
     *,
@@ -89,6 +130,7 @@ def maf(
     hidden: Sequence[int] = (128, 128),
     activation: Activation = "relu",
     context: int | None = None,
+    embedding: nn.Module | None = None,
 ) -> TransformedDistribution:
     """Masked autoregressive flow (Papamakarios et al. 2017): fast density, D-pass sampling.
 
@@ -98,11 +140,16 @@ def maf(
         hidden: MADE hidden widths.
         activation: hidden activation.
         context: width of a conditioning input (conditional density), or ``None``.
+        embedding: a module from contexts ``(n, context)`` to summary features ``(n, k)``,
+            trained with the flow; the result is a
+            :class:`~nfkit.distributions.Conditional` (it sees the raw context: put a
+            :class:`~nfkit.nets.ContextEmbedding` in front to standardize it).
 
     """
     return _autoregressive(MaskedAutoregressiveFlow, features, layers, hidden, activation, context)
 
 
+@_embeddable
 def iaf(
     features: int,
     *,
@@ -110,6 +157,7 @@ def iaf(
     hidden: Sequence[int] = (128, 128),
     activation: Activation = "relu",
     context: int | None = None,
+    embedding: nn.Module | None = None,
 ) -> TransformedDistribution:
     """Inverse autoregressive flow (Kingma et al. 2016): one-pass sampling, D-pass density.
 
@@ -133,6 +181,7 @@ def _coupling_network(
     )
 
 
+@_embeddable
 def realnvp(
     features: int,
     *,
@@ -140,6 +189,7 @@ def realnvp(
     hidden: Sequence[int] = (128, 128),
     activation: Activation = "relu",
     context: int | None = None,
+    embedding: nn.Module | None = None,
 ) -> TransformedDistribution:
     """Affine coupling flow (Dinh et al. 2016): one pass in both directions; needs D >= 2.
 
@@ -156,6 +206,7 @@ def realnvp(
     return _stack(features, layers, make)
 
 
+@_embeddable
 def nsf(
     features: int,
     *,
@@ -166,6 +217,7 @@ def nsf(
     bound: float = 3.0,
     coupling: bool = False,
     context: int | None = None,
+    embedding: nn.Module | None = None,
 ) -> TransformedDistribution:
     """Neural spline flow (Durkan et al. 2019): rational-quadratic splines on ``[-bound, bound]``.
 
@@ -193,6 +245,7 @@ def nsf(
     return _stack(features, layers, make)
 
 
+@_embeddable
 def cnf(
     features: int,
     *,
@@ -207,6 +260,7 @@ def cnf(
     kinetic_energy: float = 0.0,
     jacobian_norm: float = 0.0,
     context: int | None = None,
+    embedding: nn.Module | None = None,
 ) -> TransformedDistribution:
     """Continuous normalizing flow (Chen et al. 2018; Grathwohl et al. 2019): one or more ODE
     blocks with a time-conditioned MLP field (:class:`~nfkit.continuous.ContinuousFlow`).
@@ -228,6 +282,10 @@ def cnf(
         kinetic_energy: RNODE weight of the kinetic energy in maximum-likelihood training.
         jacobian_norm: RNODE weight of the Jacobian's Frobenius norm.
         context: width of a conditioning input: the field becomes :math:`v(x, t, c)`.
+        embedding: a module from contexts ``(n, context)`` to summary features ``(n, k)``,
+            trained with the flow; the result is a
+            :class:`~nfkit.distributions.Conditional` (it sees the raw context: put a
+            :class:`~nfkit.nets.ContextEmbedding` in front to standardize it).
 
     """
     if divergence is None:

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 2
+RUN_MODEL_FILE = "model.safetensors"  # the model in a run folder of the command
 # 2: one conditioner convention (``conditioner`` for every layer's network); format 1 files
 # are read through nfkit._format1.
 
@@ -251,6 +252,8 @@ def load_with_header(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[Distribution, dict[str, Any]]:
     """:func:`load` and :func:`read_header` from a single read of the file."""
+    if Path(path).is_dir():  # a run folder of the command
+        path = Path(path) / RUN_MODEL_FILE
     header, tensors = _read(path)
     version = int(header["format_version"])
     try:
@@ -266,7 +269,8 @@ def load_with_header(
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Distribution:
-    """Rebuild the distribution saved at ``path`` (in eval mode, on ``map_location``).
+    """Rebuild the distribution saved at ``path`` (in eval mode, on ``map_location``): a model
+    file, or a run folder of the ``nfkit`` command (its ``model.safetensors``).
 
     Raises:
         FileNotFoundError: no file at ``path``.

@@ -169,14 +169,23 @@ def loss(
     figsize: tuple[float, float] | None = None,
     path: str | os.PathLike[str] | None = None,
     dpi: int = 150,
+    kept_epoch: int | None = None,
 ) -> Axes:
-    """Plot the per-epoch curves of a :class:`~nfkit.History` (or its ``.history`` dict)."""
+    """Plot the per-epoch curves of a :class:`~nfkit.History` (or its ``.history`` dict),
+    with a dashed line at the epoch whose weights were kept (``kept_epoch``, counted from 1;
+    0: the starting point; by default a History's ``best_epoch``).
+    """
     curves = getattr(history, "history", history)
+    if kept_epoch is None and getattr(history, "best_epoch", None) is not None:
+        kept_epoch = history.best_epoch + 1
     ax = _axes(ax, figsize)
     for key in keys:
         if key in curves:
             values = curves[key]
             ax.plot(np.arange(1, len(values) + 1), values, label=key)
+    if kept_epoch is not None:
+        label = "kept: the start" if kept_epoch == 0 else f"kept: epoch {kept_epoch}"
+        ax.axvline(kept_epoch, color="gray", ls="--", lw=1, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("negative log-likelihood (nats)")
     ax.legend()

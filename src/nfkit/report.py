@@ -41,8 +41,10 @@ def write_pictures(
     n_samples: int = 2000,
     seed: int = 0,
     context: np.ndarray | None = None,
+    kept_epoch: int | None = None,
 ) -> list[Path]:
-    """Draw the pictures that suit ``data``'s shape into ``out``; return the files written.
+    """Draw the pictures that suit ``data``'s shape into ``out``; return the files written
+    (``kept_epoch``: marked on the loss curve, as :func:`nfkit.plot.loss`).
     A conditional model (``context``: the data's context rows) is drawn once at each of the
     first ``n_samples`` rows' contexts, which samples the data's marginal; it has no density
     picture (a density needs one context).
@@ -58,7 +60,7 @@ def write_pictures(
         samples = model.sample(1, context=given)[0].detach().cpu().numpy()
     with plot.chapter_style():
         if history:
-            plot.loss(history, figsize=(5, 3.5), path=out / "loss.png")
+            plot.loss(history, figsize=(5, 3.5), path=out / "loss.png", kept_epoch=kept_epoch)
             written.append(out / "loss.png")
         if image_shape is not None:
             plot.images(samples, image_shape, path=out / "samples.png")

@@ -28,11 +28,18 @@ from nfkit.data import Standardization, Table, read_table
 from nfkit.distributions.base import Distribution, evaluation_mode
 from nfkit.distributions.conditional import Conditional
 from nfkit.flows import FLOWS, glow
-from nfkit.io import load_with_header, save
+from nfkit.io import RUN_MODEL_FILE, load_with_header, save
 from nfkit.nets import ContextEmbedding
 from nfkit.report import write_pictures, write_report
 from nfkit.train.data import holdout
 from nfkit.train.fit import fit
+from nfkit.train.tabular import (
+    FlowStart,
+    TableSizes,
+    dequantize,
+    few_valued_columns,
+    table_sizes,
+)
 
 __all__ = [
     "UserError",
@@ -45,7 +52,7 @@ __all__ = [
     "start_run",
 ]
 
-MODEL_FILE = "model.safetensors"
+MODEL_FILE = RUN_MODEL_FILE
 CHECKPOINT_FILE = "checkpoint.safetensors"
 RUN_FILE = "run.json"
 
@@ -66,6 +73,7 @@ def start_run(args: dict[str, Any], out: Path, *, force: bool, quiet: bool) -> P
             f"--objective {args['objective']} trains continuous flows only; use --flow cnf, or "
             "--objective likelihood"
         )
+    _check_numbers(args)
     resolve_device(args.get("device", "cpu"))  # before anything is written
     exists = out.exists() and any(out.iterdir())
     if exists and not force:
@@ -74,12 +82,33 @@ def start_run(args: dict[str, Any], out: Path, *, force: bool, quiet: bool) -> P
             f"--resume {out} to continue its training"
         )
     table, context = _tables(args)
+    table, dequantized = _dequantized(table, args)
     standard = _standardization(table, args)  # refuse bad data before touching the folder
     if exists:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(args, indent=2))
-    return _train(out, args, table, standard, context, resumed=False, quiet=quiet)
+    return _train(out, args, table, standard, context, dequantized, resumed=False, quiet=quiet)
+
+
+def _check_numbers(args: dict[str, Any]) -> None:
+    """Refuse impossible settings before a run folder exists."""
+    at_least = {
+        "epochs": 1,
+        "batch_size": 1,
+        "patience": 1,
+        "layers": 1,
+        "start_components": 0,
+        "weight_decay": 0,
+    }
+    for name, low in at_least.items():
+        value = args.get(name)
+        if value is not None and not value >= low:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    if not args["lr"] > 0:
+        raise UserError(f"--lr must be positive, got {args['lr']}")
+    if any(h < 1 for h in args.get("hidden") or []):
+        raise UserError(f"--hidden widths must be positive, got {args['hidden']}")
 
 
 def resume_run(out: Path, *, quiet: bool) -> Path:
@@ -89,8 +118,9 @@ def resume_run(out: Path, *, quiet: bool) -> Path:
         raise UserError(f"{out} is not an nfkit run folder (no {RUN_FILE})")
     args = json.loads(run_file.read_text())
     table, context = _tables(args)
+    table, dequantized = _dequantized(table, args)
     standard = _standardization(table, args)
-    return _train(out, args, table, standard, context, resumed=True, quiet=quiet)
+    return _train(out, args, table, standard, context, dequantized, resumed=True, quiet=quiet)
 
 
 def _tables(args: dict[str, Any]) -> tuple[Table, Table | None]:
@@ -99,19 +129,20 @@ def _tables(args: dict[str, Any]) -> tuple[Table, Table | None]:
     """
     names = args.get("context")
     if not names:
-        return read_table(args["data"], args["columns"]), None
+        return read_table(args["data"], args["columns"], args.get("delimiter")), None
     if args["flow"] == "glow":
         raise UserError("--context is not available for --flow glow (an image model)")
-    context = read_table(args["data"], names)
+    context = read_table(args["data"], names, args.get("delimiter"))
     columns = args["columns"]
     if columns is None:
-        columns = [c for c in read_table(args["data"]).columns if c not in context.columns]
+        every = read_table(args["data"], delimiter=args.get("delimiter")).columns
+        columns = [c for c in every if c not in context.columns]
     overlap = sorted(set(columns) & set(context.columns))
     if overlap:
         raise UserError(f"columns {', '.join(overlap)} are both modelled and context")
     if not columns:
         raise UserError("every column is a context column: nothing is left to model")
-    return read_table(args["data"], columns), context
+    return read_table(args["data"], columns, args.get("delimiter")), context
 
 
 def _objective(args: dict[str, Any]) -> str:
@@ -157,12 +188,15 @@ def _build_flow(args: dict[str, Any], table: Table, context: Table | None) -> Di
             flat=True,
         )
     sizes = {k: args[k] for k in ("layers", "hidden") if args.get(k) is not None}
+    if args["flow"] != "cnf":  # the ODE field keeps its own default size
+        table_default = table_sizes(*table.values.shape)
+        sizes = {"layers": table_default.layers, "hidden": list(table_default.hidden), **sizes}
     if context is None:
         return FLOWS[args["flow"]](table.values.shape[1], **sizes)
     width = context.values.shape[1]
     flow = FLOWS[args["flow"]](table.values.shape[1], context=width, **sizes)
-    scale = Standardization.of(context.values, context.columns)
-    return Conditional(flow, ContextEmbedding(scale.mean, scale.std))
+    values = torch.as_tensor(context.values, dtype=torch.get_default_dtype())
+    return Conditional(flow, ContextEmbedding.of(values))
 
 
 def _standardization(table: Table, args: dict[str, Any]) -> Standardization | None:
@@ -181,23 +215,33 @@ def _standardization(table: Table, args: dict[str, Any]) -> Standardization | No
     return standard
 
 
-def _fit(flow: Distribution, rows: np.ndarray, args: dict[str, Any], out: Path, **kw: Any) -> Any:
-    """Train ``flow`` on ``rows`` by the run's objective; returns the History."""
+def _fit(
+    flow: Distribution,
+    rows: np.ndarray,
+    args: dict[str, Any],
+    out: Path,
+    sizes: TableSizes,
+    **kw: Any,
+) -> Any:
+    """Train ``flow`` on ``rows`` by the run's objective (budget and regularization: the
+    arguments, or ``sizes`` where they are not given); returns the History.
+    """
     objective = _objective(args)
     train: Any = fit
     if objective != "likelihood":
         coupling = "ot" if objective == "flow-matching-ot" else "independent"
         train = functools.partial(fit_flow_matching, coupling=coupling)
+    settings = {k: args.get(k) for k in ("epochs", "batch_size", "patience", "weight_decay")}
+    settings = {k: getattr(sizes, k) if v is None else v for k, v in settings.items()}
     return train(
         flow,
         rows,
-        epochs=args["epochs"],
-        batch_size=args["batch_size"],
         lr=args["lr"],
         lr_schedule=args["lr_schedule"],
-        patience=args["patience"],
+        optimizer="adamw",
         seed=args["seed"],
         checkpoint=out / CHECKPOINT_FILE,
+        **settings,
         **kw,
     )
 
@@ -212,6 +256,7 @@ def _train_metrics(
 ) -> dict[str, Any]:
     """Per-epoch NLL curves and summary numbers, in data units (``shift`` nats added)."""
     curves = {k: [v + shift for v in vs] for k, vs in history.history.items() if "loss" in k}
+    kept = -1 if history.best_epoch is None else history.best_epoch
     if objective != "likelihood":
         # The training loss is a regression loss, not an NLL: score (up to 5000) training rows
         # once, by the exact likelihood.
@@ -225,8 +270,9 @@ def _train_metrics(
         "best_epoch": None if history.best_epoch is None else history.best_epoch + 1,
         "stopped_early": history.stopped_early,
         "objective": objective,
-        "train_nll": curves["loss"][-1],
-        "val_nll": curves["val_loss"][-1] if "val_loss" in curves else None,
+        # The kept (best-epoch) weights' numbers: those of the saved model.
+        "train_nll": curves["loss"][kept if objective == "likelihood" else -1],
+        "val_nll": curves["val_loss"][kept] if "val_loss" in curves else None,
         "best_val_nll": min(curves["val_loss"]) if "val_loss" in curves else None,
     }
 
@@ -237,6 +283,7 @@ def _train(
     table: Table,
     standard: Standardization | None,
     context: Table | None,
+    dequantized: list[str],
     *,
     resumed: bool,
     quiet: bool,
@@ -245,7 +292,7 @@ def _train(
     rows = (standard.apply(values) if standard else values).astype(np.float32)
     contexts = None if context is None else context.values.astype(np.float32)
     torch.manual_seed(args["seed"])
-    flow = _build_flow(args, table, context).to(resolve_device(args.get("device", "cpu")))
+    flow = _build_flow(args, table, context)
     kw: dict[str, Any] = {"context": contexts}
     if args["validation_split"]:  # the same split on every run and resume of this folder
         generator = torch.Generator().manual_seed(args["seed"])
@@ -253,8 +300,18 @@ def _train(
         held = rows[val] if contexts is None else (rows[val], contexts[val])
         rows, kw["validation_data"] = rows[train], held
         kw["context"] = None if contexts is None else contexts[train]
+    start_at = None
+    if _starts_at_mixture(args, context):  # rebuilt alike on resume, then the checkpoint
+        components = args.get("start_components", 10)
+        start_at = FlowStart(flow, rows, kw.get("validation_data"), components, args["seed"])
+        flow = start_at.model
+    flow = flow.to(resolve_device(args.get("device", "cpu")))
     start = time.perf_counter()
-    history = _fit(flow, rows, args, out, resume=resumed, verbose=0 if quiet else 1, **kw)
+    sizes = table_sizes(*values.shape)
+    verbose = 0 if quiet else 1
+    history = _fit(flow, rows, args, out, sizes, resume=resumed, verbose=verbose, **kw)
+    val_loss = history.history.get("val_loss")
+    kept_start = bool(start_at and start_at.keep_if_better(min(val_loss) if val_loss else None))
     flow = flow.cpu()  # the model file, pictures and report are made on the CPU
     model = standard.bijector()(flow) if standard else flow
     # Per-epoch NLL in data units: the standardization adds sum(log s) nats.
@@ -264,7 +321,15 @@ def _train(
         "seconds": time.perf_counter() - start,
         "rows": int(values.shape[0]),
         "features": int(values.shape[1]),
+        "start_components": None if start_at is None else start_at.components,
+        "kept_start": kept_start,
+        "dequantized_columns": dequantized,
+        "read_notes": table.notes,
     }
+    if kept_start:  # the saved model is the start: its numbers, not an epoch's
+        metrics["best_epoch"] = 0
+        metrics["train_nll"] = _mean_nll(flow, rows, None) + shift
+        metrics["val_nll"] = metrics["best_val_nll"] = start_at.start_nll + shift
     curves = {k: v for k, v in metrics.items() if isinstance(v, list) and k != "lr"}
     metadata = {
         "columns": table.columns,
@@ -287,6 +352,7 @@ def _train(
         history={k: v for k, v in curves.items() if len(v) > 1},
         seed=args["seed"],
         context=contexts,
+        kept_epoch=metrics["best_epoch"],
     )
     write_report(
         out / "report.html",
@@ -307,7 +373,53 @@ def _train(
             + ", ".join(p.name for p in pictures)
             + ")"
         )
+        for note in _notes(metrics):
+            print(f"note: {note}")
     return out
+
+
+def _notes(metrics: dict[str, Any]) -> list[str]:
+    """What a user should know about this run's data and result."""
+    notes = list(metrics["read_notes"])
+    if metrics["dequantized_columns"]:
+        names = ", ".join(metrics["dequantized_columns"])
+        notes.append(
+            f"few-valued columns ({names}) were dequantized: each value spread uniformly over "
+            "the gap to the next, so their density at a value is about P(value) / gap"
+        )
+    if metrics["kept_start"]:
+        k = metrics["start_components"]
+        start = "the data's Gaussian" if k == 1 else f"a {k}-component Gaussian mixture"
+        notes.append(
+            f"no epoch beat the flow's starting point, {start}, on the validation rows: the "
+            "model kept is that starting point (too few or too plain data for a flow)"
+        )
+    return notes
+
+
+def _starts_at_mixture(args: dict[str, Any], context: Table | None) -> bool:
+    """Whether the run's flow starts at the Gaussian mixture that fits the data: unconditional,
+    standardized tables with a layered flow (not glow's images; not cnf, whose flow matching
+    needs its standard normal base), unless ``--start-components 0``.
+    """
+    return (
+        context is None
+        and args["standardize"]
+        and args["flow"] not in ("glow", "cnf")
+        and args.get("start_components", 10) > 0
+    )
+
+
+def _dequantized(table: Table, args: dict[str, Any]) -> tuple[Table, list[str]]:
+    """``table`` with its few-valued columns dequantized (the run's seed: the same on resume),
+    and their names.
+    """
+    gaps = {} if table.image_shape is not None else few_valued_columns(table.values)
+    if not gaps:
+        return table, []
+    values = dequantize(table.values, gaps, args["seed"])
+    names = [table.columns[j] for j in sorted(gaps)]
+    return Table(values, table.columns, table.source, table.image_shape, table.notes), names
 
 
 def _mean_nll(flow: Distribution, rows: np.ndarray, context: np.ndarray | None) -> float:
@@ -320,14 +432,26 @@ def _mean_nll(flow: Distribution, rows: np.ndarray, context: np.ndarray | None) 
 def summary(metadata: dict[str, Any], model: Distribution) -> dict[str, Any]:
     """The facts a person wants first about a trained model."""
     m = metadata.get("metrics", {})
-    args = metadata.get("train_args", {})
+    args = metadata.get("train_args")
     params = sum(p.numel() for p in model.parameters())
+    if not args:  # a model saved from Python (nfkit.save): no run behind it
+        return {
+            "model": f"{type(model).__name__}, saved from Python (no training run recorded)",
+            "parameters": f"{params:,}",
+            "nfkit": metadata.get("nfkit_version"),
+        }
+    start = m.get("start_components")
     return {
         "data": metadata.get("source"),
         "columns": ", ".join(metadata.get("columns", [])),
         "context": ", ".join(metadata.get("context_columns") or []) or "none",
         "flow": f"{args.get('flow')} ({args.get('layers') or 'default'} layers, hidden "
         f"{args.get('hidden') or 'default'}, objective {_objective(args)})",
+        "start": "standard normal base"
+        if not start
+        else f"{start}-component Gaussian mixture (by BIC)"
+        + (", kept: no epoch beat it" if m.get("kept_start") else ""),
+        "dequantized": ", ".join(m.get("dequantized_columns") or []) or "none",
         "parameters": f"{params:,}",
         "standardized": "yes" if metadata.get("standardization") else "no",
         "epochs": m.get("epochs"),

@@ -35,7 +35,9 @@ from nfkit.distributions.base import Distribution, evaluation_mode
 from nfkit.distributions.conditional import Conditional
 from nfkit.flows import FLOWS
 from nfkit.nets import ContextEmbedding
+from nfkit.train.data import holdout
 from nfkit.train.fit import fit as fit_flow
+from nfkit.train.tabular import FlowStart, dequantize, few_valued_columns, table_sizes
 
 __all__ = ["FlowDensityEstimator"]
 
@@ -47,12 +49,24 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         flow: ``"maf"``, ``"iaf"``, ``"realnvp"``, ``"nsf"`` or ``"cnf"`` (see
             :mod:`nfkit.flows`); a ``"cnf"`` is one ODE block trained by flow matching, and its
             log-densities carry the ODE solver's tolerance (about 1e-5).
-        layers: flow layers (not used by ``"cnf"``).
-        hidden: hidden widths of each layer's network.
-        epochs: training passes over the data.
-        batch_size: rows per step.
-        lr: Adam learning rate (cosine-annealed to zero over training).
+        layers: flow layers (not used by ``"cnf"``); ``None``: from the table's shape.
+        hidden: hidden widths of each layer's network; ``None``: from the table's shape.
+        epochs: at most this many passes over the data; ``None``: from the table's shape.
+        batch_size: rows per step; ``None``: from the table's shape.
+        lr: AdamW's learning rate.
+        weight_decay: AdamW's decoupled weight decay; ``None``: from the table's shape.
+        patience: stop after this many epochs without a better validation NLL (the best
+            epoch's weights are kept); ``None``: from the table's shape.
         validation_fraction: rows held out to pick the best epoch (0: keep the last epoch).
+        start_components: start the flow at the Gaussian mixture with at most this many
+            components that fits the training rows by BIC (its base;
+            :class:`~nfkit.train.tabular.FlowStart`), and keep that start when no epoch beats
+            it on the validation rows; 1: the data's Gaussian; 0: a standard normal base.
+            Unconditional layered flows (not ``"cnf"``, whose flow matching needs its base).
+        dequantize: spread each value of a few-valued column (a flag, a count, a label: at
+            most 20 distinct values) uniformly over its gap for training
+            (:func:`~nfkit.train.tabular.dequantize`); the score of such a value is then
+            about log P(value) - log gap. Which columns: ``dequantized_columns_``.
         standardize: standardize columns inside the model; constant columns get unit scale.
         random_state: seed for initialisation, data order and the validation split.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
@@ -62,10 +76,18 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
             of values per sample, standardized inside the model); scoring and sampling then
             take ``y`` too.
 
+    The defaults that are ``None`` follow :func:`~nfkit.train.tabular.table_sizes` (shared with
+    the command), chosen from the number of rows and columns.
+
     Attributes:
         flow_: the trained :class:`~nfkit.distributions.Distribution`, in data units (CPU).
         history_: the :class:`~nfkit.History` of training.
         n_features_in_: number of columns seen in ``fit``.
+        sizes_: the :class:`~nfkit.train.tabular.TableSizes` for this table.
+        start_: the :class:`~nfkit.train.tabular.FlowStart` (``components``: of the mixture
+            chosen; ``kept_start``: it beat every epoch on the validation rows and was kept,
+            the table being too small or too plain for a flow to do better), or ``None``.
+        dequantized_columns_: indices of the columns dequantized for training.
 
     Example:
         >>> from sklearn.datasets import make_moons
@@ -90,12 +112,16 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         self,
         flow: str = "nsf",
         *,
-        layers: int = 5,
-        hidden: Sequence[int] = (128, 128),
-        epochs: int = 100,
-        batch_size: int = 256,
+        layers: int | None = None,
+        hidden: Sequence[int] | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
         lr: float = 1e-3,
+        weight_decay: float | None = None,
+        patience: int | None = None,
         validation_fraction: float = 0.1,
+        start_components: int = 10,
+        dequantize: bool = True,
         standardize: bool = True,
         random_state: int | None = None,
         verbose: int = 0,
@@ -108,7 +134,11 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
         self.validation_fraction = validation_fraction
+        self.start_components = start_components
+        self.dequantize = dequantize
         self.standardize = standardize
         self.random_state = random_state
         self.verbose = verbose
@@ -140,41 +170,70 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
             raise ValueError(f"flow must be one of {sorted(FLOWS)}, got {self.flow!r}")
         if X.shape[0] < 2:
             raise ValueError(f"got 1 sample (n_samples = {X.shape[0]}); a density needs >= 2")
+        if self.start_components < 0:
+            raise ValueError(f"start_components must be 0 or more, got {self.start_components}")
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        gaps = few_valued_columns(X) if self.dequantize else {}
+        self.dequantized_columns_ = sorted(gaps)
+        X = dequantize(X, gaps, seed) if gaps else X  # noqa: N806
         standard = None
         if self.standardize:
             std = X.std(axis=0)
             std[~(std > 0)] = 1.0  # a constant column keeps its scale, as StandardScaler does
             standard = Standardization(X.mean(axis=0).tolist(), std.tolist())
-        y_std = standard.apply(X) if standard else X
+        rows = (standard.apply(X) if standard else X).astype(np.float32)
+        sizes = table_sizes(*X.shape)
+        self.sizes_ = sizes
         torch.manual_seed(seed)
-        sizes = {"hidden": list(self.hidden)}
+        build: dict[str, Any] = {} if self.hidden is None else {"hidden": list(self.hidden)}
         train = fit_flow
-        if self.flow == "cnf":
+        if self.flow == "cnf":  # the ODE field keeps its own default size
             train = fit_flow_matching
         else:
-            sizes["layers"] = self.layers
+            build = {"hidden": list(sizes.hidden), **build}
+            build["layers"] = sizes.layers if self.layers is None else self.layers
         if context is not None:
             self.n_context_features_ = context.shape[1]
-            sizes["context"] = context.shape[1]
-        flow = FLOWS[self.flow](X.shape[1], **sizes)
+            build["context"] = context.shape[1]
+        flow = FLOWS[self.flow](X.shape[1], **build)
+        kw: dict[str, Any] = {}
+        held = round(self.validation_fraction * X.shape[0])
+        if self.validation_fraction and 1 <= held < X.shape[0]:
+            split = holdout(
+                X.shape[0], self.validation_fraction, torch.Generator().manual_seed(seed)
+            )
+            train_index, val_index = (i.numpy() for i in split)
+            kw["validation_data"] = rows[val_index]
+            if context is not None:
+                kw["validation_data"] = (rows[val_index], context[val_index].astype(np.float32))
+                context = context[train_index]
+            rows = rows[train_index]
+        start = None
         if context is not None:
-            scale = Standardization.of(context, [f"y{i}" for i in range(context.shape[1])])
-            flow = Conditional(flow, ContextEmbedding(scale.mean, scale.std))
+            values = torch.as_tensor(context, dtype=torch.get_default_dtype())
+            flow = Conditional(flow, ContextEmbedding.of(values))
+        elif self.start_components and self.flow != "cnf":  # flow matching needs its base
+            start = FlowStart(flow, rows, kw.get("validation_data"), self.start_components, seed)
+            flow = start.model
         flow = flow.to(resolve_device(self.device))
-        use_validation = self.validation_fraction and X.shape[0] * self.validation_fraction >= 1
         self.history_ = train(
             flow,
-            y_std.astype(np.float32),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
+            rows,
+            epochs=sizes.epochs if self.epochs is None else self.epochs,
+            batch_size=sizes.batch_size if self.batch_size is None else self.batch_size,
             lr=self.lr,
-            lr_schedule="cosine",
-            validation_split=self.validation_fraction if use_validation else 0.0,
+            weight_decay=sizes.weight_decay if self.weight_decay is None else self.weight_decay,
+            optimizer="adamw",
+            patience=sizes.patience if self.patience is None else self.patience,
             seed=seed,
             verbose=self.verbose,
             context=None if context is None else context.astype(np.float32),
+            **kw,
         )
+        val = self.history_.history.get("val_loss")
+        if start is not None:
+            start.keep_if_better(min(val) if val else None)
+        self.start_ = start
         flow = flow.cpu()
         model = standard.bijector()(flow) if standard else flow
         # Trained in float32 for speed; scored in float64, so that a row's log-density does not

@@ -7,15 +7,15 @@ locally by scikit-learn — nothing is downloaded.
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from nfkit.data.text import read_text
 
 __all__ = ["DATASETS", "Table", "read_table"]
 
@@ -28,6 +28,7 @@ class Table:
     columns: list[str]
     source: str
     image_shape: tuple[int, ...] | None = None
+    notes: list[str] = field(default_factory=list)  # what reading did (delimiter, dropped columns)
 
 
 def _skd() -> Any:
@@ -67,47 +68,6 @@ DATASETS: dict[str, Callable[[], Table]] = {
     "digits": _digits,
     "iris": _iris,
 }
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_csv(path: Path) -> Table:
-    text = path.read_text()
-    if not text.strip():
-        raise ValueError(f"{path} is empty")
-    dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-    if path.suffix.lower() == ".txt" and "," not in text.splitlines()[0]:
-        lines = [line.split() for line in text.splitlines()]
-    else:
-        lines = list(csv.reader(text.splitlines(), dialect))
-    numbered = [(i + 1, row) for i, row in enumerate(lines) if any(c.strip() for c in row)]
-    first_line, first = numbered[0]
-    header = not all(_is_number(c) for c in first if c.strip())
-    columns = [c.strip() for c in first] if header else [f"x{i}" for i in range(len(first))]
-    rows = numbered[1:] if header else numbered
-    if not rows:
-        raise ValueError(f"{path} has a header row ({', '.join(columns)}) but no data rows")
-    values = np.empty((len(rows), len(columns)))
-    for r, (line, row) in enumerate(rows):
-        if len(row) != len(columns):
-            raise ValueError(
-                f"{path}, line {line}: {len(row)} cells, but the "
-                f"{'header' if header else f'first row (line {first_line})'} has {len(columns)}"
-            )
-        for c, cell in enumerate(row):
-            try:
-                values[r, c] = float(cell) if cell.strip() else math.nan
-            except ValueError:
-                raise ValueError(
-                    f"{path}, line {line}, column {columns[c]!r}: {cell!r} is not a number"
-                ) from None
-    return Table(values, columns, str(path))
 
 
 def _read_array(path: Path) -> Table:
@@ -179,12 +139,19 @@ def _check(table: Table) -> Table:
     return table
 
 
-def read_table(source: str | os.PathLike, columns: Sequence[str] | None = None) -> Table:
+def read_table(
+    source: str | os.PathLike,
+    columns: Sequence[str] | None = None,
+    delimiter: str | None = None,
+) -> Table:
     """Read ``source`` (a file, or a name in :data:`DATASETS`) as a checked table of floats.
 
     Args:
         source: path to a .csv/.tsv/.txt, .npy, .npz or .parquet file, or a data-set name.
-        columns: keep only these columns (names from the header, or 0-based indices).
+        columns: keep only these columns (names from the header, or 0-based indices); in a
+            text file only these are parsed, and without them text columns are ignored.
+        delimiter: a text file's delimiter (``","``, ``";"``, a tab, ``" "`` for
+            whitespace); sniffed when ``None`` (see :mod:`nfkit.data.text`).
 
     Raises:
         FileNotFoundError: neither a file nor a built-in data set.
@@ -212,7 +179,8 @@ def read_table(source: str | os.PathLike, columns: Sequence[str] | None = None) 
         elif suffix in (".parquet", ".pq"):
             table = _read_parquet(path)
         else:
-            table = _read_csv(path)
+            values, names, notes = read_text(path, columns or None, delimiter)
+            return _check(Table(values, names, str(path), notes=notes))
     if columns:
         table = _select(table, columns)
     return _check(table)

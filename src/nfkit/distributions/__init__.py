@@ -6,6 +6,7 @@ from nfkit.distributions.mixture import MixtureSameFamily
 from nfkit.distributions.simple import (
     Independent,
     MultivariateNormalDiag,
+    MultivariateNormalTriL,
     Normal,
     Uniform,
     VonMises,
@@ -20,6 +21,7 @@ __all__ = [
     "Independent",
     "MixtureSameFamily",
     "MultivariateNormalDiag",
+    "MultivariateNormalTriL",
     "Normal",
     "TorchDistribution",
     "TransformedDistribution",

@@ -10,7 +10,14 @@ from torch import Tensor
 from nfkit._tensors import ArrayLike, register_tensor
 from nfkit.distributions.base import Distribution
 
-__all__ = ["Independent", "MultivariateNormalDiag", "Normal", "Uniform", "VonMises"]
+__all__ = [
+    "Independent",
+    "MultivariateNormalDiag",
+    "MultivariateNormalTriL",
+    "Normal",
+    "Uniform",
+    "VonMises",
+]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -87,6 +94,55 @@ class MultivariateNormalDiag(Distribution):
 
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
         return _normal_log_pdf(value, self.loc, self.scale_diag).sum(-1)
+
+
+class MultivariateNormalTriL(Distribution):
+    r"""Multivariate normal :math:`\mathcal N(\mu, L L^\top)` given the Cholesky factor
+    :math:`L` of its covariance (lower triangular, positive diagonal).
+
+    .. math:: \log p(x) = -\tfrac12 \lVert L^{-1}(x - \mu) \rVert^2 - \sum_i \log L_{ii}
+              - \tfrac D2 \log 2\pi
+
+    Args:
+        loc: mean, shape ``(*, D)``.
+        scale_tril: :math:`L`, shape ``(*, D, D)`` (entries above the diagonal are ignored);
+            leading dims of both are batch dims.
+
+    Example:
+        >>> import torch, nfkit.distributions as nfd
+        >>> d = nfd.MultivariateNormalTriL([0.0, 0.0], [[1.0, 0.0], [0.5, 2.0]])
+        >>> d.sample(4).shape, round(float(d.log_prob(torch.zeros(2))), 4)
+        (torch.Size([4, 2]), -2.5310)
+
+    """
+
+    def __init__(self, loc: ArrayLike, scale_tril: ArrayLike) -> None:
+        super().__init__()
+        loc_t = register_tensor(self, "loc", loc)
+        tril = register_tensor(self, "scale_tril", scale_tril)
+        if loc_t.ndim < 1 or tril.ndim < 2 or tril.shape[-2:] != (loc_t.shape[-1],) * 2:
+            raise ValueError(
+                f"scale_tril must be (*, D, D) for loc (*, D), got {list(tril.shape)} and "
+                f"{list(loc_t.shape)}"
+            )
+        self._batch_shape = torch.broadcast_shapes(loc_t.shape[:-1], tril.shape[:-2])
+        self._event_shape = loc_t.shape[-1:]
+
+    def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
+        eps = torch.randn(shape + self.event_shape, dtype=self.dtype, device=self.device)
+        return self.loc + (torch.tril(self.scale_tril) @ eps.unsqueeze(-1)).squeeze(-1)
+
+    def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
+        tril = torch.tril(self.scale_tril)
+        diff = (value - self.loc).unsqueeze(-1)
+        batch = torch.broadcast_shapes(diff.shape[:-2], tril.shape[:-2])
+        z = torch.linalg.solve_triangular(
+            tril.expand(*batch, *tril.shape[-2:]),
+            diff.expand(*batch, *diff.shape[-2:]),
+            upper=False,
+        ).squeeze(-1)
+        log_det = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return -0.5 * (z**2).sum(-1) - log_det - self.event_shape[0] * _HALF_LOG_2PI
 
 
 class Uniform(Distribution):

@@ -12,28 +12,38 @@ on one observation, :mod:`nfkit.sbi.diagnostics` for checks.
 
 from nfkit.sbi import tasks
 from nfkit.sbi.atomic import AtomicLoss
-from nfkit.sbi.diagnostics import c2st, expected_coverage, sbc_ranks, sbc_uniformity
+from nfkit.sbi.diagnostics import (
+    PredictiveCheck,
+    c2st,
+    expected_coverage,
+    posterior_predictive,
+    sbc_ranks,
+    sbc_uniformity,
+)
 from nfkit.sbi.estimators import NLE, NPE, Posterior
 from nfkit.sbi.mcmc import slice_sample
 from nfkit.sbi.prior import as_prior, support_bijector
 from nfkit.sbi.sequential import Round, sequential
-from nfkit.sbi.simulate import SimulationError, Simulations, simulate
+from nfkit.sbi.simulate import SimulationError, Simulations, simulate, simulate_at
 
 __all__ = [
     "NLE",
     "NPE",
     "AtomicLoss",
     "Posterior",
+    "PredictiveCheck",
     "Round",
     "SimulationError",
     "Simulations",
     "as_prior",
     "c2st",
     "expected_coverage",
+    "posterior_predictive",
     "sbc_ranks",
     "sbc_uniformity",
     "sequential",
     "simulate",
+    "simulate_at",
     "slice_sample",
     "support_bijector",
     "tasks",

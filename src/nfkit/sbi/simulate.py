@@ -16,7 +16,7 @@ from torch import Tensor
 
 from nfkit.sbi.prior import as_prior
 
-__all__ = ["SimulationError", "Simulations", "simulate"]
+__all__ = ["SimulationError", "Simulations", "simulate", "simulate_at"]
 
 
 class SimulationError(RuntimeError):
@@ -119,6 +119,28 @@ def simulate(
     if seed is not None:
         torch.manual_seed(seed)
     theta = prior.sample(n).detach().cpu()
+    return simulate_at(theta, simulator, workers=workers, client=client, vectorized=vectorized)
+
+
+def simulate_at(
+    theta: Any,
+    simulator: Callable[[Any], Any],
+    *,
+    workers: int = 1,
+    client: Any = None,
+    vectorized: bool = False,
+) -> Simulations:
+    """Run ``simulator`` at given parameters: the rows of ``theta`` ``(n, d)`` (e.g.
+    posterior samples, for a predictive check). Arguments and result as :func:`simulate`.
+    """
+    theta = torch.as_tensor(theta).detach().cpu()
+    if not theta.is_floating_point():
+        theta = theta.to(torch.get_default_dtype())
+    if theta.ndim != 2 or theta.shape[0] == 0:
+        raise ValueError(f"theta must be rows (n, d), got shape {tuple(theta.shape)}")
+    if workers < 1:
+        raise ValueError(f"need workers >= 1, got {workers}")
+    n = theta.shape[0]
     if vectorized:
         x = torch.as_tensor(simulator(theta))
         if x.shape[0] != n:
