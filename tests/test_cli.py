@@ -188,7 +188,7 @@ def test_glow_on_the_digits_images(tmp_path, table):
 
 def test_resume_after_a_kill_gives_the_uninterrupted_result(tmp_path, table):
     args = ["train", table, "--layers", "1", "--hidden", "16", "--epochs", "6"]
-    args += ["--batch-size", "8", "--quiet"]
+    args += ["--batch-size", "16", "--quiet"]
     nfkit(*args, "-o", "whole", cwd=tmp_path, real=True)
     proc = subprocess.Popen([NFKIT, *map(str, args), "-o", "cut"], cwd=tmp_path)
     checkpoint = tmp_path / "cut" / "checkpoint.safetensors"
@@ -316,6 +316,16 @@ def test_info_and_load_take_a_python_model_file_and_a_run_folder(tmp_path, table
     assert "saved from Python" in out and "parameters" in out
     nfkit("train", table, *SMALL, "-o", "run", cwd=tmp_path)
     assert nf.load(tmp_path / "run").event_shape == (3,)
+    for name, extra in (("warm", []), ("cold", ["--temperature", "0.3"])):
+        nfkit("sample", "run", "-n", "2000", "--seed", "0", *extra, "-o", f"{name}.csv",
+              cwd=tmp_path)  # fmt: skip
+    warm, cold = (np.loadtxt(tmp_path / f"{n}.csv", delimiter=",", skiprows=1)
+                  for n in ("warm", "cold"))  # fmt: skip
+    assert (cold.std(0) < 0.6 * warm.std(0)).all()
+    nfkit("plot", "run", "--columns", "c,a", "-o", "pics", cwd=tmp_path)
+    assert (tmp_path / "pics" / "corner.png").is_file()
+    bad = nfkit("plot", "run", "--columns", "zz", "-o", "pics", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "no column 'zz' in the model; it has a, b, c" in bad.stderr
 
 
 def test_a_semicolon_export_with_a_label_trains_and_says_how_it_was_read(tmp_path):
@@ -331,3 +341,12 @@ def test_a_semicolon_export_with_a_label_trains_and_says_how_it_was_read(tmp_pat
     assert metrics["features"] == 2
     bad = nfkit("train", path, "--delimiter", ",", "-o", "r2", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "looks semicolon-separated" in bad.stderr
+
+
+def test_a_diverging_run_ends_in_one_line_and_force_recovers(tmp_path, table):
+    result = nfkit("train", table, "--lr", "50", "--epochs", "3", "-o", "run", cwd=tmp_path,
+                   check=False)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: training diverged: loss is" in result.stderr and "--force" in result.stderr
+    nfkit("train", table, *SMALL, "-o", "run", "--force", cwd=tmp_path)
+    assert (tmp_path / "run" / "model.safetensors").is_file()

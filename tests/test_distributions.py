@@ -13,11 +13,13 @@ import nfkit.distributions as nfd
 def test_chapter_repr_and_shapes():
     zdist = nfd.MultivariateNormalDiag(loc=[0.0] * 2)
     assert (
-        repr(zdist) == "<nfkit.MultivariateNormalDiag batch_shape=[] event_shape=[2] dtype=float32>"
+        repr(zdist) == "<nfkit.distributions.MultivariateNormalDiag 'MultivariateNormalDiag' "
+        "batch_shape=[] event_shape=[2] dtype=float32>"
     )
     td = nfd.TransformedDistribution(zdist, bijector=nfb.Shift([0.5, 0.25]))
     assert (
-        repr(td) == "<nfkit.TransformedDistribution batch_shape=[] event_shape=[2] dtype=float32>"
+        repr(td) == "<nfkit.distributions.TransformedDistribution 'TransformedDistribution' "
+        "batch_shape=[] event_shape=[2] dtype=float32>"
     )
     assert td.sample(10000).shape == (10000, 2)
     assert td.sample((5, 3)).shape == (5, 3, 2)
@@ -139,3 +141,84 @@ def test_flow_is_a_module():
     )
     clone.load_state_dict(td.state_dict())
     torch.testing.assert_close(clone.log_prob(x), td.log_prob(x))
+
+
+def test_sample_takes_a_seed_and_a_temperature_through_a_flow():
+    import nfkit
+
+    flow = nfkit.flows.maf(2, layers=2, hidden=[8])
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    a, b = flow.sample(500, seed=3), flow.sample(500, seed=3)
+    assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), before)
+    cold = flow.sample(4000, seed=0, temperature=0.5)
+    assert 0.4 < float(cold.std() / flow.sample(4000, seed=0).std()) < 0.6  # starts near identity
+    with pytest.raises(ValueError, match="needs draws from Gaussian noise; Uniform"):
+        nfd.Uniform(0.0, 1.0).sample(3, temperature=0.5)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        flow.sample(3, temperature=0.0)
+
+
+def test_sample_draws_iid_events_with_the_batch_first_as_tfp():
+    loc = torch.tensor([-1.0, 0.0, 2.0])
+    d = nfd.Sample(nfd.Normal(loc, 1.0), sample_shape=[2])
+    assert d.batch_shape == (3,) and d.event_shape == (2,)
+    x = d.sample(4000, seed=0)
+    assert x.shape == (4000, 3, 2)
+    torch.testing.assert_close(x.mean((0, 2)), loc, atol=0.05, rtol=0)
+    exact = torch.distributions.Normal(loc[:, None], 1.0).log_prob(x).sum(-1)
+    torch.testing.assert_close(d.log_prob(x), exact)
+    import nfkit
+
+    made = nfkit.bijectors.AutoregressiveNetwork(params=2, event_shape=[2], hidden_units=[8])
+    flow = nfd.TransformedDistribution(
+        nfd.Sample(nfd.Normal(0.0, 1.0), sample_shape=[2]),
+        nfkit.bijectors.MaskedAutoregressiveFlow(made),
+    )
+    assert flow.sample(3).shape == (3, 2) and flow.log_prob(torch.zeros(3, 2)).shape == (3,)
+
+
+def test_bijectors_take_lists_and_arrays_and_answer_arrays():
+    out = nfb.Exp()([-1.0, 0.0, 1.0])
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_allclose(out, np.exp([-1.0, 0.0, 1.0]), rtol=1e-6)
+    np.testing.assert_allclose(nfb.Exp().inverse(np.array([1.0, np.e])), [0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(nfb.Exp().forward_log_det_jacobian([0.5]), [0.5])
+    assert isinstance(nfb.Exp()(torch.zeros(2)), torch.Tensor)  # tensors stay tensors
+    with pytest.raises(TypeError, match="Exp takes a tensor, an array or numbers, got str"):
+        nfb.Exp()("abc")
+
+
+def test_closed_form_statistics_match_torch():
+    td = torch.distributions
+    loc, scale = torch.tensor([0.5, -1.0]), torch.tensor([2.0, 0.3])
+    tril = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    pairs = [
+        (nfd.Normal(loc, scale), td.Normal(loc, scale)),
+        (nfd.MultivariateNormalDiag(loc, scale), td.Independent(td.Normal(loc, scale), 1)),
+        (nfd.MultivariateNormalTriL(loc, tril), td.MultivariateNormal(loc, scale_tril=tril)),
+        (nfd.Uniform(loc, loc + scale), td.Uniform(loc, loc + scale)),
+        (nfd.Independent(nfd.Normal(loc, scale), 1), td.Independent(td.Normal(loc, scale), 1)),
+    ]
+    for ours, theirs in pairs:
+        torch.testing.assert_close(ours.mean(), theirs.mean)
+        torch.testing.assert_close(ours.variance(), theirs.variance)
+        torch.testing.assert_close(ours.stddev(), theirs.stddev)
+        torch.testing.assert_close(ours.entropy(), theirs.entropy())
+    torch.testing.assert_close(pairs[2][0].covariance(), pairs[2][1].covariance_matrix)
+    torch.testing.assert_close(pairs[1][0].covariance(), torch.diag(scale**2))
+    with pytest.raises(NotImplementedError, match="no closed-form mean; estimate it from"):
+        nfd.VonMises(0.0, 1.0).mean()
+
+
+def test_tfp_name_and_validate_args_are_kept_shown_and_saved(tmp_path):
+    import nfkit
+
+    d = nfd.Uniform(0.0, 1.0, name="box", validate_args=True)
+    assert d.name == "box" and repr(d).startswith("<nfkit.distributions.Uniform 'box' ")
+    with pytest.raises(ValueError, match=r"box: 1 value outside the support"):
+        d.log_prob(torch.tensor([0.5, 2.0]))
+    assert nfd.Uniform(0.0, 1.0).log_prob(torch.tensor([2.0])).isinf().all()  # default: -inf
+    back = nfkit.load(nfkit.save(d, tmp_path / "d.safetensors"))
+    assert back.name == "box" and back.validate_args
+    assert nfb.Exp(name="e").name == "e" and "'e'" in repr(nfb.Exp(name="e"))

@@ -83,8 +83,32 @@ def test_chapter_example_writes_every_figure(tmp_path):
         "8_trained_samples.png",
     ]
     assert (
-        "<nfkit.MultivariateNormalDiag batch_shape=[] event_shape=[2] dtype=float32>"
-        in result.stdout
+        "<nfkit.distributions.MultivariateNormalDiag 'MultivariateNormalDiag' "
+        "batch_shape=[] event_shape=[2] dtype=float32>" in result.stdout
     )
     nll = float(result.stdout.split("held-out NLL on 10000 fresh points: ")[1].split()[0])
     assert nll < 1.8  # two epochs already beat the best Gaussian (about 1.9 nats)
+
+
+def test_run_pictures_name_the_axes_and_follow_the_data_aspect(tmp_path, monkeypatch):
+    from nfkit import report
+
+    seen = []
+    original = report.plot.samples
+
+    def recording(points, **kw):
+        ax = original(points, **kw)
+        seen.append((ax.get_aspect(), ax.get_xlabel()))
+        return ax
+
+    monkeypatch.setattr(report.plot, "samples", recording)
+    rng = np.random.default_rng(0)
+    data = np.stack([rng.normal(size=300), 1000 * rng.normal(size=300)], 1)
+    flow = nfb.Scale([1.0, 1000.0])(nfd.MultivariateNormalDiag([0.0] * 2))
+    written = report.write_pictures(flow, data, tmp_path, columns=["mass", "energy"])
+    assert {p.name for p in written} == {"density.png", "samples.png"}
+    assert seen[0][0] == "auto"  # 1 : 1000 ranges: not a sliver
+    many = rng.normal(size=(200, 9))
+    wide = nfd.MultivariateNormalDiag([0.0] * 9)
+    report.write_pictures(wide, many, tmp_path, columns=[f"c{i}" for i in range(9)])
+    assert (tmp_path / "corner.png").is_file()

@@ -33,14 +33,18 @@ def test_scikit_learn_checks(estimator, check):
 def test_learns_moons_better_than_a_gaussian():
     x = make_moons(2000, noise=0.05, random_state=0)[0]
     x_test = make_moons(2000, noise=0.05, random_state=1)[0]
+    # From a standard normal base: the default base, the mixture by BIC, already scores about
+    # -0.42 here before any training (tests/test_tabular.py covers it), so it would hide whether
+    # the flow learns.
     est = FlowDensityEstimator(
-        layers=3, hidden=(64, 64), epochs=30, batch_size=64, lr=3e-3, random_state=0
-    )
+        layers=3, hidden=(64, 64), epochs=12, batch_size=64, lr=3e-3, random_state=0,
+        start_components=0,
+    )  # fmt: skip
     est.fit(x)
     mean, std = x.mean(0), x.std(0)
     gauss = -0.5 * (((x_test - mean) / std) ** 2).sum(1) - np.log(std).sum() - np.log(2 * np.pi)
     assert gauss.mean() < -1.6
-    assert est.score(x_test) > -1.3
+    assert est.score(x_test) > -0.8
     samples = est.sample(500, random_state=0)
     np.testing.assert_array_equal(samples, est.sample(500, random_state=0))
     assert samples.shape == (500, 2)

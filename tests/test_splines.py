@@ -59,3 +59,15 @@ def test_monotone_and_zero_parameters_are_the_identity():
     y, ld = rational_quadratic_spline(x, *zeros, bound=3.0)
     torch.testing.assert_close(y, x)
     torch.testing.assert_close(ld, torch.zeros_like(ld), atol=1e-12, rtol=0)
+
+
+def test_the_inverse_gradient_survives_at_a_bins_top_edge():
+    torch.manual_seed(0)
+    w, h, d = (torch.randn(1, n, dtype=torch.float64) for n in (5, 5, 4))
+    knot = _knots(h, 3.0, 1e-3)[0][0, 2]
+    below = torch.nextafter(knot, torch.tensor(-10.0, dtype=torch.float64))
+    for y0 in (knot, below, torch.tensor(3.0, dtype=torch.float64)):
+        y = y0.reshape(1).clone().requires_grad_(True)
+        x, log_det = rational_quadratic_spline(y, w, h, d, inverse=True, bound=3.0)
+        (grad,) = torch.autograd.grad(x.sum(), y)
+        torch.testing.assert_close(grad, log_det.exp().detach(), rtol=1e-9, atol=1e-12)

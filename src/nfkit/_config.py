@@ -22,6 +22,9 @@ class Configurable:
     """Mixin recording constructor arguments; subclasses of nfkit's own modules register."""
 
     config_name: ClassVar[str] = ""
+    tfp_keywords: ClassVar[bool] = False
+    """Accept TFP's ``name=`` and ``validate_args=`` in every constructor (distributions and
+    bijectors): kept as ``self.name`` and ``self.validate_args`` and in the model file."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -42,12 +45,19 @@ def _recording(init: Any) -> Any:
     @functools.wraps(init)
     def recording_init(self: Configurable, *args: Any, **kwargs: Any) -> None:
         # The outermost constructor records; the super().__init__ calls it makes do not.
-        if "_init_arguments" not in self.__dict__:
+        outermost = "_init_arguments" not in self.__dict__
+        tfp = {}
+        if self.tfp_keywords and outermost:
+            tfp = {k: kwargs.pop(k) for k in ("name", "validate_args") if k in kwargs}
+        if outermost:
             bound = signature.bind(self, *args, **kwargs)
             arguments = dict(bound.arguments)
             arguments.pop(next(iter(signature.parameters)))
-            object.__setattr__(self, "_init_arguments", arguments)
+            object.__setattr__(self, "_init_arguments", {**arguments, **tfp})
         init(self, *args, **kwargs)
+        if tfp:
+            object.__setattr__(self, "name", str(tfp.get("name", type(self).__name__)))
+            object.__setattr__(self, "validate_args", bool(tfp.get("validate_args", False)))
 
     return recording_init
 

@@ -54,6 +54,31 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+@contextlib.contextmanager
+def _run_ends(out: Path) -> Iterator[None]:
+    """One line, no traceback, when training diverges or is interrupted, saying what the run
+    folder holds and how to go on.
+    """
+    from nfkit.train.callbacks import NonFiniteLossError
+
+    try:
+        yield
+    except NonFiniteLossError as err:
+        typer.echo(
+            f"error: training diverged: {err} The run folder {out} has no model; train again "
+            "with a lower --lr and --force",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo(
+            f"\ninterrupted: {out} keeps the last finished epoch's checkpoint; continue with "
+            f"`nfkit train --resume {out}`",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+
+
 def _names(text: str | None) -> list[str] | None:
     """``"a, b"`` -> ``["a", "b"]``; ``None`` stays ``None``."""
     return [c.strip() for c in text.split(",") if c.strip()] if text else None
@@ -156,7 +181,8 @@ def train(
         from nfkit import runs
 
         if resume is not None:
-            runs.resume_run(resume, quiet=quiet)
+            with _run_ends(resume):
+                runs.resume_run(resume, quiet=quiet)
             return
         if data is None:
             raise ValueError("give DATA (a file or a data-set name), or --resume RUN")
@@ -181,7 +207,8 @@ def train(
             "seed": seed,
             "device": device,
         }
-        runs.start_run(args, out, force=force, quiet=quiet)
+        with _run_ends(out):
+            runs.start_run(args, out, force=force, quiet=quiet)
 
 
 ModelArg = Annotated[Path, typer.Argument(help="A model file, or a run folder holding one.")]
@@ -201,6 +228,12 @@ def sample(
     output: Output = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     context: Context = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="Scale the base's Gaussian noise: below 1 the dense core, above the tails."
+        ),
+    ] = None,
 ) -> None:
     """Draw N samples from MODEL, in the data's units and column names (a conditional model:
     N at each context row, after its context values).
@@ -208,7 +241,7 @@ def sample(
     with _user_errors():
         from nfkit import runs
 
-        runs.sample_model(model, n, output, seed, context)
+        runs.sample_model(model, n, output, seed, context, temperature)
 
 
 @app.command("log-prob")
@@ -244,12 +277,16 @@ def plot_model(
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNGs.")] = Path("."),
     seed: Annotated[int, typer.Option(help="Random seed for the samples.")] = 0,
+    columns: Annotated[
+        str | None,
+        typer.Option(help="Columns of the corner plot (default: all, up to 12)."),
+    ] = None,
 ) -> None:
     """Draw MODEL's pictures (density and samples, corner plot or image grids) into a folder."""
     with _user_errors():
         from nfkit import runs
 
-        written = runs.plot_model(model, data, out, seed)
+        written = runs.plot_model(model, data, out, seed, _names(columns))
         typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 

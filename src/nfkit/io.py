@@ -146,6 +146,8 @@ def _construct(cls: type, args: dict[str, Any]) -> Any:
             positional.append(args[name])
         else:
             keywords[name] = args[name]
+    if getattr(cls, "tfp_keywords", False):  # TFP's name= and validate_args=, recorded apart
+        keywords.update({k: args[k] for k in ("name", "validate_args") if k in args})
     return cls(*positional, **keywords)
 
 

@@ -112,11 +112,13 @@ def density(
     context: torch.Tensor | None = None,
     path: str | os.PathLike[str] | None = None,
     dpi: int = 150,
+    aspect: str = "equal",
 ) -> Axes:
     """Show the density of a 2-D distribution as an image (the chapter's ``imshow``).
 
     Unlike the chapter's ``plt.imshow(p, extent=...)``, the image is drawn with
-    ``origin="lower"``, so up on the picture is +y.
+    ``origin="lower"``, so up on the picture is +y. ``aspect="auto"`` fills the axes when
+    the two ranges differ (``"equal"``: one unit is as long on both axes).
     """
     p, xs, ys = density_grid(
         distribution, xlim=xlim, ylim=ylim, resolution=resolution, context=context
@@ -125,7 +127,7 @@ def density(
     ax.imshow(
         p,
         origin="lower",
-        aspect="equal",
+        aspect=aspect,
         extent=(xs[0], xs[-1], ys[0], ys[-1]),
         cmap=cmap,
     )
@@ -142,9 +144,12 @@ def samples(
     alpha: float = 0.8,
     path: str | os.PathLike[str] | None = None,
     dpi: int = 150,
+    aspect: str = "equal",
     **plot_kwargs: Any,
 ) -> Axes:
-    """Scatter 2-D points (samples or data) as the chapter does: ``plot(x, y, '.')``."""
+    """Scatter 2-D points (samples or data) as the chapter does: ``plot(x, y, '.')``; with
+    both limits given, ``aspect`` as for :func:`density`.
+    """
     array = (
         points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
     )
@@ -157,7 +162,7 @@ def samples(
     if ylim is not None:
         ax.set_ylim(*ylim)
     if xlim is not None and ylim is not None:
-        ax.set_aspect("equal")
+        ax.set_aspect(aspect)
     return _save(ax, path, dpi)
 
 
@@ -211,10 +216,12 @@ def corner(
     """Pairwise marginals of data (and model samples, overlaid) for more than two dimensions.
 
     The diagonal shows each column's histogram, the lower triangle pairwise scatter plots; only
-    the first ``max_columns`` columns and ``max_points`` rows are drawn.
+    the first ``max_columns`` columns and ``max_points`` rows are drawn, and the title says
+    so when columns are left out.
     """
     sets = [("data", _numpy(data))] + ([] if samples is None else [("samples", _numpy(samples))])
-    d = min(sets[0][1].shape[1], max_columns)
+    total = sets[0][1].shape[1]
+    d = min(total, max_columns)
     names = list(columns or [f"x{i}" for i in range(d)])[:d]
     fig, axes = plt.subplots(d, d, figsize=(1.8 * d + 1, 1.8 * d + 1), squeeze=False)
     for i in range(d):
@@ -234,6 +241,8 @@ def corner(
             if j == 0 and i > 0:
                 ax.set_ylabel(names[i])
     axes[0, 0].legend(fontsize="small")
+    if d < total:
+        fig.suptitle(f"the first {d} of {total} columns (choose others with columns=)")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=dpi, bbox_inches="tight")

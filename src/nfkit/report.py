@@ -42,9 +42,11 @@ def write_pictures(
     seed: int = 0,
     context: np.ndarray | None = None,
     kept_epoch: int | None = None,
+    shown: Sequence[int] | None = None,
 ) -> list[Path]:
     """Draw the pictures that suit ``data``'s shape into ``out``; return the files written
-    (``kept_epoch``: marked on the loss curve, as :func:`nfkit.plot.loss`).
+    (``kept_epoch``: marked on the loss curve, as :func:`nfkit.plot.loss`; ``shown``: the
+    column indices of the corner plot, by default all of them up to 12).
     A conditional model (``context``: the data's context rows) is drawn once at each of the
     first ``n_samples`` rows' contexts, which samples the data's marginal; it has no density
     picture (a density needs one context).
@@ -52,7 +54,7 @@ def write_pictures(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     torch.manual_seed(seed)
-    shown = data[:n_samples]
+    rows = data[:n_samples]
     if context is None:
         samples = model.sample(n_samples).detach().cpu().numpy()
     else:
@@ -64,22 +66,38 @@ def write_pictures(
             written.append(out / "loss.png")
         if image_shape is not None:
             plot.images(samples, image_shape, path=out / "samples.png")
-            plot.images(shown, image_shape, path=out / "data.png")
+            plot.images(rows, image_shape, path=out / "data.png")
             written += [out / "samples.png", out / "data.png"]
         elif data.shape[1] == 2:
             (xlim, ylim) = _limits(data)
+            spans = sorted((xlim[1] - xlim[0], ylim[1] - ylim[0]))
+            aspect = "equal" if spans[1] <= 3 * spans[0] else "auto"  # no slivers
+            names = list(columns or ["x0", "x1"])
             if context is None:
-                plot.density(
-                    model, xlim=xlim, ylim=ylim, figsize=(4.5, 4), path=out / "density.png"
-                )
+                ax = plot.density(model, xlim=xlim, ylim=ylim, figsize=(4.5, 4), aspect=aspect)
+                ax.set(xlabel=names[0], ylabel=names[1])
+                ax.figure.savefig(out / "density.png", dpi=150, bbox_inches="tight")
                 written.append(out / "density.png")
-            ax = plot.samples(shown, xlim=xlim, ylim=ylim, figsize=(4.5, 4), label="data")
-            plot.samples(samples, ax=ax, xlim=xlim, ylim=ylim, label="samples", alpha=0.5)
+            ax = plot.samples(
+                rows, xlim=xlim, ylim=ylim, figsize=(4.5, 4), label="data", aspect=aspect
+            )
+            plot.samples(
+                samples, ax=ax, xlim=xlim, ylim=ylim, label="samples", alpha=0.5, aspect=aspect
+            )
+            ax.set(xlabel=names[0], ylabel=names[1])
             ax.legend(loc="upper right")
             ax.figure.savefig(out / "samples.png", dpi=150, bbox_inches="tight")
             written.append(out / "samples.png")
         else:
-            plot.corner(shown, samples, columns=columns, path=out / "corner.png")
+            index = list(range(data.shape[1])) if shown is None else list(shown)
+            names = [list(columns or [f"x{i}" for i in range(data.shape[1])])[i] for i in index]
+            plot.corner(
+                rows[:, index],
+                samples[:, index],
+                columns=names,
+                max_columns=12,  # past 12 the panels are too small to read
+                path=out / "corner.png",
+            )
             written.append(out / "corner.png")
     plt.close("all")
     return written

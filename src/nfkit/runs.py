@@ -523,7 +523,12 @@ def _contexts(
 
 
 def sample_model(
-    model: Path, n: int, output: Path | None, seed: int | None, context: str | None = None
+    model: Path,
+    n: int,
+    output: Path | None,
+    seed: int | None,
+    context: str | None = None,
+    temperature: float | None = None,
 ) -> None:
     """Write ``n`` samples of ``model`` (CSV with the data's column names, or NPY); for a
     conditional model, ``n`` at each context row, written after its context values.
@@ -532,16 +537,16 @@ def sample_model(
         raise UserError(f"-n must be positive, got {n}")
     dist, meta = load_model(model)
     contexts = _contexts(meta, context)
-    if seed is not None:
-        torch.manual_seed(seed)
+    options = {"seed": seed, "temperature": temperature}
     columns = meta.get("columns") or [f"x{i}" for i in range(dist.event_shape[0])]
     if contexts is None:
-        _write_rows(dist.sample(n).detach().cpu().numpy(), columns, output)
+        _write_rows(dist.sample(n, **options).detach().cpu().numpy(), columns, output)
         return
-    draws = dist.sample(n, context=torch.from_numpy(contexts)).detach().cpu().numpy()
+    given = torch.from_numpy(contexts)
+    draws = dist.sample(n, context=given, **options).detach().cpu().numpy()
     draws = draws.transpose(1, 0, 2)  # (contexts, n, D): each context's samples together
-    given = np.broadcast_to(contexts[:, None], (*draws.shape[:2], contexts.shape[1]))
-    values = np.concatenate([given, draws], -1).reshape(-1, given.shape[-1] + draws.shape[-1])
+    shown = np.broadcast_to(contexts[:, None], (*draws.shape[:2], contexts.shape[1]))
+    values = np.concatenate([shown, draws], -1).reshape(-1, shown.shape[-1] + draws.shape[-1])
     _write_rows(values, meta["context_columns"] + columns, output)
 
 
@@ -590,8 +595,12 @@ def describe(model: Path) -> str:
     return "\n".join(lines)
 
 
-def plot_model(model: Path, data: str | None, out: Path, seed: int) -> list[Path]:
-    """Draw ``model``'s pictures next to ``data`` (default: the data it was trained on)."""
+def plot_model(
+    model: Path, data: str | None, out: Path, seed: int, columns: list[str] | None = None
+) -> list[Path]:
+    """Draw ``model``'s pictures next to ``data`` (default: the data it was trained on);
+    ``columns``: those of the corner plot.
+    """
     dist, meta = load_model(model)
     source = data or meta.get("source")
     if source is None:
@@ -613,4 +622,13 @@ def plot_model(model: Path, data: str | None, out: Path, seed: int) -> list[Path
         image_shape=image_shape,
         seed=seed,
         context=context,
+        shown=None if columns is None else [_column(table, c) for c in columns],
     )
+
+
+def _column(table: Table, name: str) -> int:
+    if name in table.columns:
+        return table.columns.index(name)
+    if name.isdigit() and int(name) < len(table.columns):
+        return int(name)
+    raise UserError(f"no column {name!r} in the model; it has {', '.join(table.columns)}")

@@ -2,9 +2,11 @@ r"""The bijector protocol: ``Bijector``, its composition ``Chain`` and its rever
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,6 +18,36 @@ Context = torch.Tensor | None
 """An optional conditioning tensor, passed as ``context=`` to every method."""
 Pair = tuple[torch.Tensor, torch.Tensor]
 """A value and its log-det."""
+
+
+def accepts_arrays(method: Any) -> Any:
+    """Let a bijector method take numbers, lists and numpy arrays as well as tensors (TFP's
+    ``tfb.Exp()([-1., 0., 1.])``): they are cast to the bijector's dtype and device,
+    evaluated without gradients, and the results come back as numpy arrays, as
+    :meth:`~nfkit.distributions.Distribution.log_prob` does.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Bijector, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return method(self, value, *args, **kwargs)
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{type(self).__name__} takes a tensor, an array or numbers, got "
+                f"{type(value).__name__}"
+            ) from None
+        tensors = [t for t in [*self.parameters(), *self.buffers()] if t.is_floating_point()]
+        like = tensors[0] if tensors else torch.empty(0)
+        with torch.no_grad():
+            out = method(self, torch.as_tensor(array, dtype=like.dtype, device=like.device),
+                         *args, **kwargs)  # fmt: skip
+        if isinstance(out, tuple):
+            return tuple(o.cpu().numpy() for o in out)
+        return out.cpu().numpy()
+
+    return wrapper
 
 
 class NotInvertibleError(NotImplementedError):
@@ -62,11 +94,21 @@ class Bijector(Configurable, nn.Module):
     to their networks and all others ignore.
     """
 
+    tfp_keywords = True
+    name: str
+    validate_args: bool
+
     forward_min_event_ndims: int = 0
     """Number of trailing dims one application of the bijector acts on (0: elementwise)."""
 
     is_constant_jacobian: bool = False
     """True when the log-det does not depend on the input (callers may compute it once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # TFP's keywords, set by the constructor's recorder when given (see Configurable).
+        object.__setattr__(self, "name", type(self).__name__)
+        object.__setattr__(self, "validate_args", False)
 
     # --- what subclasses implement -------------------------------------------------------------
 
@@ -102,6 +144,7 @@ class Bijector(Configurable, nn.Module):
             )
         return nd
 
+    @accepts_arrays
     def forward_and_log_det(
         self,
         z: torch.Tensor,
@@ -114,6 +157,7 @@ class Bijector(Configurable, nn.Module):
         x, log_det = self._forward_and_log_det(z, context)
         return x, _reduce_log_det(log_det, x, self.forward_min_event_ndims, nd)
 
+    @accepts_arrays
     def inverse_and_log_det(
         self,
         x: torch.Tensor,
@@ -126,14 +170,17 @@ class Bijector(Configurable, nn.Module):
         z, log_det = self._inverse_and_log_det(x, context)
         return z, _reduce_log_det(log_det, z, self.inverse_min_event_ndims, nd)
 
+    @accepts_arrays
     def forward(self, z: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
         """Map base-space points ``z`` to data space (the sampling direction)."""
         return self.forward_and_log_det(z, context=context)[0]
 
+    @accepts_arrays
     def inverse(self, x: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
         """Map data-space points ``x`` back to base space (the density direction)."""
         return self.inverse_and_log_det(x, context=context)[0]
 
+    @accepts_arrays
     def forward_log_det_jacobian(
         self,
         z: torch.Tensor,
@@ -144,6 +191,7 @@ class Bijector(Configurable, nn.Module):
         r""":math:`\log|\det J_f(z)|`, summed over ``event_ndims`` trailing dims."""
         return self.forward_and_log_det(z, event_ndims=event_ndims, context=context)[1]
 
+    @accepts_arrays
     def inverse_log_det_jacobian(
         self,
         x: torch.Tensor,
@@ -167,7 +215,9 @@ class Bijector(Configurable, nn.Module):
 
     def __repr__(self) -> str:
         extra = self.extra_repr()
-        return f"nfkit.bijectors.{type(self).__name__}({extra})"
+        name = self.__dict__.get("name", type(self).__name__)
+        named = "" if name == type(self).__name__ else f" {name!r}"
+        return f"nfkit.bijectors.{type(self).__name__}({extra}){named}"
 
 
 class Chain(Bijector):
@@ -212,6 +262,7 @@ class Chain(Bijector):
             total = total + log_det
         return x, total
 
+    @accepts_arrays
     def forward(self, z: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
         # Each part's own forward: parts such as continuous flows skip their log-det then.
         self._check_rank(z, None, "z")
@@ -219,6 +270,7 @@ class Chain(Bijector):
             z = b.forward(z, context=context)
         return z
 
+    @accepts_arrays
     def inverse(self, x: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
         self._check_rank(x, None, "x")
         for b in self.bijectors:

@@ -126,7 +126,10 @@ def rational_quadratic_spline(
         b = h * d_k - dy * curvature
         c = -s * dy
         root = torch.sqrt((b * b - 4.0 * a * c).clamp(min=0.0))
-        xi = (2.0 * c / (-b - root)).clamp(0.0, 1.0)
+        xi = 2.0 * c / (-b - root)
+        # Rounding can put xi a hair outside [0, 1] at a bin's edge: clamp the value only, so
+        # the gradient stays the solution's (a plain clamp would zero it there).
+        xi = xi + (xi.clamp(0.0, 1.0) - xi).detach()
         out = xi * w + x_k
     else:
         xi = (x - x_k) / w

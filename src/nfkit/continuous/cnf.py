@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from nfkit.bijectors.base import Bijector, Context, Pair
+from nfkit.bijectors.base import Bijector, Context, Pair, accepts_arrays
 from nfkit.nets import Activation, VelocityNetwork
 
 __all__ = ["ContinuousFlow", "exact_divergence", "hutchinson_divergence"]
@@ -249,10 +249,12 @@ class ContinuousFlow(Bijector):
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         return self._solve(x, context, inverse=True, log_det=True)
 
+    @accepts_arrays
     def forward(self, z: Tensor, *, context: Tensor | None = None) -> Tensor:
         self._check_rank(z, None, "z")
         return self._solve(z, context, inverse=False, log_det=False)[0]
 
+    @accepts_arrays
     def inverse(self, x: Tensor, *, context: Tensor | None = None) -> Tensor:
         self._check_rank(x, None, "x")
         return self._solve(x, context, inverse=True, log_det=False)[0]

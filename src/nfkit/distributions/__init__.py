@@ -8,6 +8,7 @@ from nfkit.distributions.simple import (
     MultivariateNormalDiag,
     MultivariateNormalTriL,
     Normal,
+    Sample,
     Uniform,
     VonMises,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "MultivariateNormalDiag",
     "MultivariateNormalTriL",
     "Normal",
+    "Sample",
     "TorchDistribution",
     "TransformedDistribution",
     "Uniform",

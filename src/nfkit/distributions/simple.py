@@ -7,14 +7,15 @@ import math
 import torch
 from torch import Tensor
 
-from nfkit._tensors import ArrayLike, register_tensor
-from nfkit.distributions.base import Distribution
+from nfkit._tensors import ArrayLike, as_size, register_tensor
+from nfkit.distributions.base import Distribution, SampleShape, gaussian_noise
 
 __all__ = [
     "Independent",
     "MultivariateNormalDiag",
     "MultivariateNormalTriL",
     "Normal",
+    "Sample",
     "Uniform",
     "VonMises",
 ]
@@ -39,7 +40,7 @@ class Normal(Distribution):
     Example:
         >>> import nfkit.distributions as nfd
         >>> nfd.Normal(loc=[0.0, 1.0], scale=1.0)
-        <nfkit.Normal batch_shape=[2] event_shape=[] dtype=float32>
+        <nfkit.distributions.Normal 'Normal' batch_shape=[2] event_shape=[] dtype=float32>
 
     """
 
@@ -50,11 +51,22 @@ class Normal(Distribution):
         self._batch_shape = torch.broadcast_shapes(self.loc.shape, self.scale.shape)
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
-        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        eps = gaussian_noise(shape, self.loc.dtype, self.loc.device)
         return self.loc + self.scale * eps
 
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
         return _normal_log_pdf(value, self.loc, self.scale)
+
+    def mean(self) -> Tensor:
+        return self.loc.expand(self.batch_shape)
+
+    mode = mean
+
+    def variance(self) -> Tensor:
+        return (self.scale**2).expand(self.batch_shape)
+
+    def entropy(self) -> Tensor:
+        return (0.5 + _HALF_LOG_2PI + self.scale.log()).expand(self.batch_shape)
 
 
 class MultivariateNormalDiag(Distribution):
@@ -71,7 +83,8 @@ class MultivariateNormalDiag(Distribution):
     Example:
         >>> import nfkit.distributions as nfd
         >>> nfd.MultivariateNormalDiag(loc=[0.0] * 2)
-        <nfkit.MultivariateNormalDiag batch_shape=[] event_shape=[2] dtype=float32>
+        <nfkit.distributions.MultivariateNormalDiag 'MultivariateNormalDiag'
+        batch_shape=[] event_shape=[2] dtype=float32>
         >>> nfd.MultivariateNormalDiag(loc=[[0.0, 0.0]] * 4).batch_shape
         torch.Size([4])
 
@@ -89,11 +102,23 @@ class MultivariateNormalDiag(Distribution):
         self._batch_shape, self._event_shape = shape[:-1], shape[-1:]
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
-        eps = torch.randn(shape + self.event_shape, dtype=self.dtype, device=self.device)
+        eps = gaussian_noise(shape + self.event_shape, self.dtype, self.device)
         return self.loc + self.scale_diag * eps
 
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
         return _normal_log_pdf(value, self.loc, self.scale_diag).sum(-1)
+
+    def mean(self) -> Tensor:
+        return self.loc.expand(self.batch_shape + self.event_shape)
+
+    mode = mean
+
+    def variance(self) -> Tensor:
+        return (self.scale_diag**2).expand(self.batch_shape + self.event_shape)
+
+    def entropy(self) -> Tensor:
+        per = 0.5 + _HALF_LOG_2PI + self.scale_diag.log()
+        return per.expand(self.batch_shape + self.event_shape).sum(-1)
 
 
 class MultivariateNormalTriL(Distribution):
@@ -129,7 +154,7 @@ class MultivariateNormalTriL(Distribution):
         self._event_shape = loc_t.shape[-1:]
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
-        eps = torch.randn(shape + self.event_shape, dtype=self.dtype, device=self.device)
+        eps = gaussian_noise(shape + self.event_shape, self.dtype, self.device)
         return self.loc + (torch.tril(self.scale_tril) @ eps.unsqueeze(-1)).squeeze(-1)
 
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
@@ -143,6 +168,23 @@ class MultivariateNormalTriL(Distribution):
         ).squeeze(-1)
         log_det = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         return -0.5 * (z**2).sum(-1) - log_det - self.event_shape[0] * _HALF_LOG_2PI
+
+    def mean(self) -> Tensor:
+        return self.loc.expand(self.batch_shape + self.event_shape)
+
+    mode = mean
+
+    def covariance(self) -> Tensor:
+        tril = torch.tril(self.scale_tril)
+        return (tril @ tril.mT).expand(self.batch_shape + self.event_shape * 2)
+
+    def variance(self) -> Tensor:
+        return self.covariance().diagonal(dim1=-2, dim2=-1)
+
+    def entropy(self) -> Tensor:
+        log_det = torch.tril(self.scale_tril).diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        d = self.event_shape[0]
+        return (d * (0.5 + _HALF_LOG_2PI) + log_det).expand(self.batch_shape)
 
 
 class Uniform(Distribution):
@@ -177,6 +219,15 @@ class Uniform(Distribution):
         log_density = -(self.high - self.low).log()
         return torch.where(inside, log_density, torch.full_like(log_density, -math.inf))
 
+    def mean(self) -> Tensor:
+        return ((self.low + self.high) / 2).expand(self.batch_shape)
+
+    def variance(self) -> Tensor:
+        return ((self.high - self.low) ** 2 / 12).expand(self.batch_shape)
+
+    def entropy(self) -> Tensor:
+        return (self.high - self.low).log().expand(self.batch_shape)
+
 
 class Independent(Distribution):
     r"""Reinterpret the rightmost batch dims of a distribution as event dims.
@@ -191,7 +242,8 @@ class Independent(Distribution):
     Example:
         >>> import torch, nfkit.distributions as nfd
         >>> nfd.Independent(nfd.Normal(loc=torch.zeros(4, 3)), 1)
-        <nfkit.Independent batch_shape=[4] event_shape=[3] dtype=float32>
+        <nfkit.distributions.Independent 'Independent'
+        batch_shape=[4] event_shape=[3] dtype=float32>
 
     """
 
@@ -220,6 +272,64 @@ class Independent(Distribution):
         log_prob = self.distribution._log_prob(value, context)
         n = self.reinterpreted_batch_ndims
         return log_prob.sum(dim=tuple(range(-n, 0))) if n else log_prob
+
+    def mean(self) -> Tensor:
+        return self.distribution.mean()
+
+    def mode(self) -> Tensor:
+        return self.distribution.mode()
+
+    def variance(self) -> Tensor:
+        return self.distribution.variance()
+
+    def entropy(self) -> Tensor:
+        entropy, n = self.distribution.entropy(), self.reinterpreted_batch_ndims
+        return entropy.sum(dim=tuple(range(-n, 0))) if n else entropy
+
+
+class Sample(Distribution):
+    r"""``sample_shape`` independent draws of ``distribution`` as one event (TFP's
+    ``tfd.Sample``, the usual flow base): event shape ``sample_shape + event_shape``, and
+    :math:`\log p(x) = \sum_i \log p_0(x_i)` over the draws.
+
+    Args:
+        distribution: the distribution drawn from.
+        sample_shape: how many draws make one event (an int or a shape).
+
+    Example:
+        >>> import torch, nfkit.distributions as nfd
+        >>> base = nfd.Sample(nfd.Normal(0.0, 1.0), sample_shape=[2])
+        >>> base
+        <nfkit.distributions.Sample 'Sample' batch_shape=[] event_shape=[2] dtype=float32>
+        >>> base.sample(5).shape, float(base.log_prob(torch.zeros(2)))
+        (torch.Size([5, 2]), -1.8378770351409912)
+
+    """
+
+    def __init__(self, distribution: Distribution, sample_shape: SampleShape = ()) -> None:
+        super().__init__()
+        self.distribution = distribution
+        self.sample_shape = as_size(sample_shape)
+        self._batch_shape = distribution.batch_shape
+        self._event_shape = self.sample_shape + distribution.event_shape
+
+    def _swap(self, value: Tensor, lead: int, first: int, second: int) -> Tensor:
+        """Exchange the block of ``first`` dims after ``lead`` dims with the next ``second``."""
+        order = [*range(lead), *range(lead + first, lead + first + second)]
+        order += [*range(lead, lead + first), *range(lead + first + second, value.ndim)]
+        return value.permute(order)
+
+    def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
+        lead = shape[: len(shape) - len(self.batch_shape)]
+        draws = self.distribution._rsample(lead + self.sample_shape + self.batch_shape, context)
+        # (*lead, *sample, *batch, *event) -> (*lead, *batch, *sample, *event)
+        return self._swap(draws, len(lead), len(self.sample_shape), len(self.batch_shape))
+
+    def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
+        ns, nb = len(self.sample_shape), len(self.batch_shape)
+        lead = value.ndim - nb - len(self.event_shape)
+        per_draw = self.distribution._log_prob(self._swap(value, lead, nb, ns), context)
+        return per_draw.sum(dim=tuple(range(lead, lead + ns))) if ns else per_draw
 
 
 class VonMises(Distribution):

@@ -35,7 +35,8 @@ class TransformedDistribution(PushedForward):
         >>> zdist = nfd.MultivariateNormalDiag(loc=[0.0] * 2)
         >>> td = nfd.TransformedDistribution(zdist, bijector=nfb.Shift([0.5, 0.25]))
         >>> td
-        <nfkit.TransformedDistribution batch_shape=[] event_shape=[2] dtype=float32>
+        <nfkit.distributions.TransformedDistribution 'TransformedDistribution'
+        batch_shape=[] event_shape=[2] dtype=float32>
         >>> td.sample(10000).shape
         torch.Size([10000, 2])
 

@@ -19,13 +19,13 @@ from nfkit.distributions.base import Distribution, evaluation_mode
 from nfkit.distributions.mixture import MixtureSameFamily
 from nfkit.distributions.simple import MultivariateNormalTriL
 from nfkit.distributions.transformed import TransformedDistribution
+from nfkit.train.loop import mean_nll
 
 __all__ = [
     "FlowStart",
     "TableSizes",
     "dequantize",
     "few_valued_columns",
-    "mean_nll",
     "mixture_start",
     "table_sizes",
 ]
@@ -110,7 +110,8 @@ def dequantize(values: np.ndarray, gaps: dict[int, float], seed: int) -> np.ndar
 
 def mixture_start(rows: Any, components: int = 10, seed: int = 0) -> MixtureSameFamily:
     r"""The Gaussian mixture that fits ``rows`` best by BIC, with 1 to ``components``
-    full-covariance components (scikit-learn's ``GaussianMixture``, covariance floor 1e-3 of
+    full-covariance components (the search stops when two more components in a row do not
+    lower the BIC; scikit-learn's ``GaussianMixture``, covariance floor 1e-3 of
     the standardized units; fitted on 20,000 of the rows when there are more), as an nfkit
     distribution: a flow's base from which training starts. One component is the data's
     Gaussian.
@@ -130,11 +131,17 @@ def mixture_start(rows: Any, components: int = 10, seed: int = 0) -> MixtureSame
     values = np.asarray(rows, dtype=np.float64)
     if len(values) > 20_000:  # a start needs no more: EM on a fixed subset
         values = values[np.random.default_rng(seed).choice(len(values), 20_000, replace=False)]
-    fits = [
-        GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=seed).fit(values)
-        for k in range(1, min(components, len(values) // 2) + 1)
-    ]
-    best = min(fits, key=lambda g: g.bic(values))
+    best, best_bic, worse = None, math.inf, 0
+    for k in range(1, max(1, min(components, len(values) // 2)) + 1):
+        fit = GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=seed)
+        bic = fit.fit(values).bic(values)
+        if bic < best_bic:
+            best, best_bic, worse = fit, bic, 0
+        else:
+            worse += 1
+            if worse == 2:  # two more components did not help: stop the search
+                break
+    assert best is not None
     dtype = torch.get_default_dtype()
     scale = torch.as_tensor(np.linalg.cholesky(best.covariances_), dtype=dtype)
     parts = MultivariateNormalTriL(torch.as_tensor(best.means_, dtype=dtype), scale)
@@ -178,23 +185,20 @@ class FlowStart:
         self.components = base.logits.shape[-1]
         self.model = TransformedDistribution(base, flow.bijector)
         # Scored first: a lazily built network exists only after its first evaluation.
-        self.start_nll = None if validation is None else mean_nll(self.model, validation)
+        self.start_nll = None if validation is None else _mean_nll(self.model, validation)
         self._state = copy.deepcopy(self.model.state_dict())
         self.kept_start = False
 
     def keep_if_better(self, best_nll: float | None) -> bool:
         """Restore the start when its validation NLL is at most ``best_nll``; whether it did."""
-        if self.start_nll is not None and best_nll is not None and self.start_nll <= best_nll:
+        better = self.start_nll is not None and best_nll is not None and self.start_nll <= best_nll
+        if better and self._state:
             self.model.load_state_dict(self._state)
             self.kept_start = True
+        self._state = {}  # decided: the copy of the starting weights is not needed any more
         return self.kept_start
 
 
-def mean_nll(model: Distribution, rows: Any) -> float:
-    """Mean negative log-likelihood of ``rows`` under ``model`` (evaluation mode, no
-    gradients), in the model's dtype.
-    """
-    param = next(iter(model.parameters()), None)
-    dtype = torch.get_default_dtype() if param is None else param.dtype
-    with evaluation_mode(model):
-        return -float(model.log_prob(torch.as_tensor(np.asarray(rows), dtype=dtype)).mean())
+def _mean_nll(model: Distribution, rows: Any) -> float:
+    """Mean NLL of ``rows`` (an array), in the model's dtype."""
+    return mean_nll(model, torch.as_tensor(np.asarray(rows), dtype=model.dtype), None)
