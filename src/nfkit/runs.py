@@ -25,14 +25,16 @@ from nfkit import __version__
 from nfkit._tensors import resolve_device
 from nfkit.continuous import fit_flow_matching
 from nfkit.data import Standardization, Table, read_table
-from nfkit.distributions.base import Distribution, evaluation_mode
+from nfkit.data.text import column_position
+from nfkit.distributions.base import Distribution
 from nfkit.distributions.conditional import Conditional
 from nfkit.flows import FLOWS, glow
 from nfkit.io import RUN_MODEL_FILE, load_with_header, save
 from nfkit.nets import ContextEmbedding
 from nfkit.report import write_pictures, write_report
-from nfkit.train.data import holdout
+from nfkit.train.data import holdout_rows
 from nfkit.train.fit import fit
+from nfkit.train.loop import mean_nll
 from nfkit.train.tabular import (
     FlowStart,
     TableSizes,
@@ -171,9 +173,12 @@ def _unit_range(table: Table) -> Standardization:
     return Standardization([low] * columns, [high - low] * columns)
 
 
-def _build_flow(args: dict[str, Any], table: Table, context: Table | None) -> Distribution:
-    """The flow the arguments ask for, before training, in standardized units; with a
-    context, a conditional flow whose contexts are standardized inside the model.
+def _build_flow(
+    args: dict[str, Any], table: Table, context: Table | None, sizes: TableSizes
+) -> Distribution:
+    """The flow the arguments ask for (``sizes`` where they give none), before training, in
+    standardized units; with a context, a conditional flow whose contexts are standardized
+    inside the model.
     """
     if args["flow"] == "glow":
         assert table.image_shape is not None
@@ -187,14 +192,13 @@ def _build_flow(args: dict[str, Any], table: Table, context: Table | None) -> Di
             hidden_channels=(args.get("hidden") or [64])[0],
             flat=True,
         )
-    sizes = {k: args[k] for k in ("layers", "hidden") if args.get(k) is not None}
+    given = {k: args[k] for k in ("layers", "hidden") if args.get(k) is not None}
     if args["flow"] != "cnf":  # the ODE field keeps its own default size
-        table_default = table_sizes(*table.values.shape)
-        sizes = {"layers": table_default.layers, "hidden": list(table_default.hidden), **sizes}
+        given = {"layers": sizes.layers, "hidden": list(sizes.hidden), **given}
     if context is None:
-        return FLOWS[args["flow"]](table.values.shape[1], **sizes)
+        return FLOWS[args["flow"]](table.values.shape[1], **given)
     width = context.values.shape[1]
-    flow = FLOWS[args["flow"]](table.values.shape[1], context=width, **sizes)
+    flow = FLOWS[args["flow"]](table.values.shape[1], context=width, **given)
     values = torch.as_tensor(context.values, dtype=torch.get_default_dtype())
     return Conditional(flow, ContextEmbedding.of(values))
 
@@ -231,8 +235,7 @@ def _fit(
     if objective != "likelihood":
         coupling = "ot" if objective == "flow-matching-ot" else "independent"
         train = functools.partial(fit_flow_matching, coupling=coupling)
-    settings = {k: args.get(k) for k in ("epochs", "batch_size", "patience", "weight_decay")}
-    settings = {k: getattr(sizes, k) if v is None else v for k, v in settings.items()}
+    settings = sizes.fit_options(**args)
     return train(
         flow,
         rows,
@@ -262,7 +265,7 @@ def _train_metrics(
         # once, by the exact likelihood.
         curves["flow_matching_loss"] = history.history["loss"]
         c = None if context is None else context[:5000]
-        curves["loss"] = [_mean_nll(flow, rows[:5000], c) + shift]
+        curves["loss"] = [mean_nll(flow, rows[:5000], c) + shift]
     return {
         **curves,
         "lr": history.history.get("lr", []),
@@ -291,23 +294,9 @@ def _train(
     values = table.values
     rows = (standard.apply(values) if standard else values).astype(np.float32)
     contexts = None if context is None else context.values.astype(np.float32)
-    torch.manual_seed(args["seed"])
-    flow = _build_flow(args, table, context)
-    kw: dict[str, Any] = {"context": contexts}
-    if args["validation_split"]:  # the same split on every run and resume of this folder
-        generator = torch.Generator().manual_seed(args["seed"])
-        train, val = (i.numpy() for i in holdout(len(rows), args["validation_split"], generator))
-        held = rows[val] if contexts is None else (rows[val], contexts[val])
-        rows, kw["validation_data"] = rows[train], held
-        kw["context"] = None if contexts is None else contexts[train]
-    start_at = None
-    if _starts_at_mixture(args, context):  # rebuilt alike on resume, then the checkpoint
-        components = args.get("start_components", 10)
-        start_at = FlowStart(flow, rows, kw.get("validation_data"), components, args["seed"])
-        flow = start_at.model
-    flow = flow.to(resolve_device(args.get("device", "cpu")))
-    start = time.perf_counter()
     sizes = table_sizes(*values.shape)
+    flow, rows, kw, start_at = _prepare(args, table, context, rows, contexts, sizes)
+    start = time.perf_counter()
     verbose = 0 if quiet else 1
     history = _fit(flow, rows, args, out, sizes, resume=resumed, verbose=verbose, **kw)
     val_loss = history.history.get("val_loss")
@@ -328,7 +317,7 @@ def _train(
     }
     if kept_start:  # the saved model is the start: its numbers, not an epoch's
         metrics["best_epoch"] = 0
-        metrics["train_nll"] = _mean_nll(flow, rows, None) + shift
+        metrics["train_nll"] = mean_nll(flow, rows, None) + shift
         metrics["val_nll"] = metrics["best_val_nll"] = start_at.start_nll + shift
     curves = {k: v for k, v in metrics.items() if isinstance(v, list) and k != "lr"}
     metadata = {
@@ -363,19 +352,53 @@ def _train(
         model_text=torch.nn.Module.__repr__(model),
     )
     if not quiet:
-        val = metrics["val_nll"]
-        print(
-            f"trained {args['flow']} on {table.source} ({values.shape[0]} rows x "
-            f"{values.shape[1]} columns) for {metrics['epochs']} epochs in "
-            f"{metrics['seconds']:.1f} s: train NLL {metrics['train_nll']:.4f}"
-            + ("" if val is None else f", validation NLL {val:.4f}")
-            + f" nats\nwrote {out}/ ({MODEL_FILE}, metrics.json, report.html, "
-            + ", ".join(p.name for p in pictures)
-            + ")"
-        )
-        for note in _notes(metrics):
-            print(f"note: {note}")
+        print(_run_summary(args, table, metrics, out, pictures))
     return out
+
+
+def _prepare(
+    args: dict[str, Any],
+    table: Table,
+    context: Table | None,
+    rows: np.ndarray,
+    contexts: np.ndarray | None,
+    sizes: TableSizes,
+) -> tuple[Distribution, np.ndarray, dict[str, Any], FlowStart | None]:
+    """The flow to train (at its mixture start where the run uses one), its training rows and
+    fit's keywords (contexts, validation rows): built alike on every run and resume of the
+    folder, so that the checkpoint's weights fit it.
+    """
+    torch.manual_seed(args["seed"])
+    flow = _build_flow(args, table, context, sizes)
+    kw: dict[str, Any] = {"context": contexts}
+    if args["validation_split"]:
+        rows, kw["context"], kw["validation_data"] = holdout_rows(
+            rows, contexts, args["validation_split"], args["seed"]
+        )
+    start_at = None
+    if _starts_at_mixture(args, context):
+        components = args.get("start_components", 10)
+        start_at = FlowStart(flow, rows, kw.get("validation_data"), components, args["seed"])
+        flow = start_at.model
+    return flow.to(resolve_device(args.get("device", "cpu"))), rows, kw, start_at
+
+
+def _run_summary(
+    args: dict[str, Any], table: Table, metrics: dict[str, Any], out: Path, pictures: list[Path]
+) -> str:
+    """What the command prints after training: the result, the files, the notes."""
+    val = metrics["val_nll"]
+    lines = [
+        f"trained {args['flow']} on {table.source} ({metrics['rows']} rows x "
+        f"{metrics['features']} columns) for {metrics['epochs']} epochs in "
+        f"{metrics['seconds']:.1f} s: train NLL {metrics['train_nll']:.4f}"
+        + ("" if val is None else f", validation NLL {val:.4f}")
+        + " nats",
+        f"wrote {out}/ ({MODEL_FILE}, metrics.json, report.html, "
+        + ", ".join(p.name for p in pictures)
+        + ")",
+    ]
+    return "\n".join(lines + [f"note: {note}" for note in _notes(metrics)])
 
 
 def _notes(metrics: dict[str, Any]) -> list[str]:
@@ -420,13 +443,6 @@ def _dequantized(table: Table, args: dict[str, Any]) -> tuple[Table, list[str]]:
     values = dequantize(table.values, gaps, args["seed"])
     names = [table.columns[j] for j in sorted(gaps)]
     return Table(values, table.columns, table.source, table.image_shape, table.notes), names
-
-
-def _mean_nll(flow: Distribution, rows: np.ndarray, context: np.ndarray | None) -> float:
-    with evaluation_mode(flow):
-        x = torch.as_tensor(rows, dtype=flow.dtype)
-        c = None if context is None else torch.as_tensor(context, dtype=flow.dtype)
-        return -float(flow.log_prob(x, context=c).mean())
 
 
 def summary(metadata: dict[str, Any], model: Distribution) -> dict[str, Any]:
@@ -614,6 +630,9 @@ def plot_model(
     image_shape = meta.get("image_shape") or table.image_shape
     names = meta.get("context_columns")
     context = read_table(source, names).values.astype(np.float32) if names else None
+    shown = None
+    if columns is not None:
+        shown = [column_position(table.columns, c, "the model") for c in columns]
     return write_pictures(
         dist,
         table.values,
@@ -622,13 +641,5 @@ def plot_model(
         image_shape=image_shape,
         seed=seed,
         context=context,
-        shown=None if columns is None else [_column(table, c) for c in columns],
+        shown=shown,
     )
-
-
-def _column(table: Table, name: str) -> int:
-    if name in table.columns:
-        return table.columns.index(name)
-    if name.isdigit() and int(name) < len(table.columns):
-        return int(name)
-    raise UserError(f"no column {name!r} in the model; it has {', '.join(table.columns)}")

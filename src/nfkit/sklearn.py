@@ -35,7 +35,7 @@ from nfkit.distributions.base import Distribution, evaluation_mode
 from nfkit.distributions.conditional import Conditional
 from nfkit.flows import FLOWS
 from nfkit.nets import ContextEmbedding
-from nfkit.train.data import holdout
+from nfkit.train.data import holdout_rows
 from nfkit.train.fit import fit as fit_flow
 from nfkit.train.tabular import FlowStart, dequantize, few_valued_columns, table_sizes
 
@@ -197,17 +197,13 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
             build["context"] = context.shape[1]
         flow = FLOWS[self.flow](X.shape[1], **build)
         kw: dict[str, Any] = {}
+        if context is not None:
+            context = context.astype(np.float32)
         held = round(self.validation_fraction * X.shape[0])
         if self.validation_fraction and 1 <= held < X.shape[0]:
-            split = holdout(
-                X.shape[0], self.validation_fraction, torch.Generator().manual_seed(seed)
+            rows, context, kw["validation_data"] = holdout_rows(
+                rows, context, self.validation_fraction, seed
             )
-            train_index, val_index = (i.numpy() for i in split)
-            kw["validation_data"] = rows[val_index]
-            if context is not None:
-                kw["validation_data"] = (rows[val_index], context[val_index].astype(np.float32))
-                context = context[train_index]
-            rows = rows[train_index]
         start = None
         if context is not None:
             values = torch.as_tensor(context, dtype=torch.get_default_dtype())
@@ -219,15 +215,17 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         self.history_ = train(
             flow,
             rows,
-            epochs=sizes.epochs if self.epochs is None else self.epochs,
-            batch_size=sizes.batch_size if self.batch_size is None else self.batch_size,
             lr=self.lr,
-            weight_decay=sizes.weight_decay if self.weight_decay is None else self.weight_decay,
             optimizer="adamw",
-            patience=sizes.patience if self.patience is None else self.patience,
             seed=seed,
             verbose=self.verbose,
-            context=None if context is None else context.astype(np.float32),
+            context=context,
+            **sizes.fit_options(
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                patience=self.patience,
+                weight_decay=self.weight_decay,
+            ),
             **kw,
         )
         val = self.history_.history.get("val_loss")

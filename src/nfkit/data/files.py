@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nfkit.data.text import read_text
+from nfkit.data.text import column_position, read_text
 
 __all__ = ["DATASETS", "Table", "read_table"]
 
@@ -109,17 +109,7 @@ def _read_parquet(path: Path) -> Table:
 
 
 def _select(table: Table, columns: Sequence[str]) -> Table:
-    chosen = []
-    for name in columns:
-        if name in table.columns:
-            chosen.append(table.columns.index(name))
-        elif name.isdigit() and int(name) < len(table.columns):
-            chosen.append(int(name))
-        else:
-            raise ValueError(
-                f"no column {name!r} in {table.source}; it has {', '.join(table.columns)} "
-                "(names, or 0-based indices)"
-            )
+    chosen = [column_position(table.columns, name, table.source) for name in columns]
     return Table(table.values[:, chosen], [table.columns[i] for i in chosen], table.source, None)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DELIMITERS", "read_text"]
+__all__ = ["DELIMITERS", "column_position", "read_text"]
 
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", " ": "whitespace"}
 
@@ -124,7 +124,7 @@ def read_text(
                 "0-based): rename one"
             )
         seen[names[j]] = j
-    chosen = keep if columns is None else [_position(path, names, c) for c in columns]
+    chosen = keep if columns is None else [column_position(names, c, path) for c in columns]
     values, out_names = [], []
     for j in chosen:
         parsed = [_number(row[j]) for _, row in body]
@@ -151,11 +151,14 @@ def read_text(
     return np.asarray(values, dtype=np.float64).T, out_names, notes
 
 
-def _position(path: Path, names: list[str], column: str) -> int:
+def column_position(names: Sequence[str], column: str, where: object) -> int:
+    """The position of ``column`` (a name, or a 0-based index) among ``names``; an error
+    naming ``where`` (a file, a model) and its columns when there is none.
+    """
     if column in names:
-        return names.index(column)
+        return list(names).index(column)
     if column.isdigit() and int(column) < len(names):
         return int(column)
     raise ValueError(
-        f"no column {column!r} in {path}; it has {', '.join(names)} (names, or 0-based indices)"
+        f"no column {column!r} in {where}; it has {', '.join(names)} (names, or 0-based indices)"
     )

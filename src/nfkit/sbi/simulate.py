@@ -113,8 +113,8 @@ def simulate(
         ((100, 2), True)
 
     """
-    if n < 1 or workers < 1:
-        raise ValueError(f"need n >= 1 and workers >= 1, got {n} and {workers}")
+    if n < 1:
+        raise ValueError(f"need n >= 1, got {n}")
     prior = as_prior(prior)
     if seed is not None:
         torch.manual_seed(seed)

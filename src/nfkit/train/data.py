@@ -119,6 +119,27 @@ def holdout(n: int, fraction: float, generator: torch.Generator) -> tuple[Tensor
     return order[n_val:], order[:n_val]
 
 
+def holdout_rows(
+    rows: np.ndarray, context: np.ndarray | None, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """:func:`holdout` on arrays, with a generator seeded by ``seed`` (the same split every
+    time): ``(train_rows, train_context, validation)``, where ``validation`` is what
+    :func:`nfkit.fit`'s ``validation_data`` takes (rows, or ``(rows, context)``).
+
+    Example:
+        >>> rows, _, val = holdout_rows(np.arange(10.0)[:, None], None, 0.2, seed=0)
+        >>> rows.shape, val.shape
+        ((8, 1), (2, 1))
+
+    """
+    train, val = (
+        i.numpy() for i in holdout(len(rows), fraction, torch.Generator().manual_seed(seed))
+    )
+    if context is None:
+        return rows[train], None, rows[val]
+    return rows[train], context[train], (rows[val], context[val])
+
+
 def split_source(
     source: DataSource, fraction: float, generator: torch.Generator
 ) -> tuple[DataSource, tuple[Tensor, Tensor | None]]:

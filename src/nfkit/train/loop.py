@@ -50,8 +50,13 @@ class History:
             self.history.setdefault(key, []).append(value)
 
 
-def mean_nll(dist: Distribution, data: Tensor, context: Tensor | None, chunk: int = 8192) -> float:
-    """Mean negative log-likelihood of ``data`` (nats per row), in eval mode, in chunks."""
+def mean_nll(dist: Distribution, data: Any, context: Any, chunk: int = 8192) -> float:
+    """Mean negative log-likelihood of ``data`` (nats per row; tensors or arrays, cast to the
+    distribution's dtype and device), in eval mode, in chunks.
+    """
+    data = torch.as_tensor(data, dtype=dist.dtype, device=dist.device)
+    if context is not None:
+        context = torch.as_tensor(context, dtype=dist.dtype, device=dist.device)
     with evaluation_mode(dist):
         total = 0.0
         for start in range(0, data.shape[0], chunk):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nfkit.distributions.base import Distribution, evaluation_mode
+from nfkit.distributions.base import evaluation_mode
 from nfkit.distributions.mixture import MixtureSameFamily
 from nfkit.distributions.simple import MultivariateNormalTriL
 from nfkit.distributions.transformed import TransformedDistribution
@@ -41,6 +41,13 @@ class TableSizes:
     patience: int
     weight_decay: float
     batch_size: int
+
+    def fit_options(self, **given: Any) -> dict[str, Any]:
+        """:func:`nfkit.fit`'s ``epochs``, ``batch_size``, ``patience`` and ``weight_decay``:
+        the ``given`` ones that are not ``None``, these sizes for the rest.
+        """
+        names = ("epochs", "batch_size", "patience", "weight_decay")
+        return {k: getattr(self, k) if given.get(k) is None else given[k] for k in names}
 
 
 def table_sizes(rows: int, columns: int) -> TableSizes:
@@ -185,7 +192,7 @@ class FlowStart:
         self.components = base.logits.shape[-1]
         self.model = TransformedDistribution(base, flow.bijector)
         # Scored first: a lazily built network exists only after its first evaluation.
-        self.start_nll = None if validation is None else _mean_nll(self.model, validation)
+        self.start_nll = None if validation is None else mean_nll(self.model, validation, None)
         self._state = copy.deepcopy(self.model.state_dict())
         self.kept_start = False
 
@@ -197,8 +204,3 @@ class FlowStart:
             self.kept_start = True
         self._state = {}  # decided: the copy of the starting weights is not needed any more
         return self.kept_start
-
-
-def _mean_nll(model: Distribution, rows: Any) -> float:
-    """Mean NLL of ``rows`` (an array), in the model's dtype."""
-    return mean_nll(model, torch.as_tensor(np.asarray(rows), dtype=model.dtype), None)
