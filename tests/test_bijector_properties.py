@@ -57,6 +57,10 @@ BIJECTORS: dict[str, Case] = {
     "Sigmoid": Case(nfb.Sigmoid),
     "Tanh": Case(nfb.Tanh),
     "Softplus": Case(nfb.Softplus),
+    "OnColumns(Exp)": Case(lambda: nfb.OnColumns(nfb.Exp(), [2, 0])),
+    "OnColumns(Invert(Softplus))": Case(
+        lambda: nfb.OnColumns(nfb.Invert(nfb.Softplus()), [1]), domain="positive"
+    ),
     "Invert(Exp)": Case(lambda: nfb.Invert(nfb.Exp()), domain="positive"),
     "Invert(Sigmoid)": Case(lambda: nfb.Invert(nfb.Sigmoid()), domain="unit"),
     "Invert(Tanh)": Case(lambda: nfb.Invert(nfb.Tanh()), domain="symmetric-unit"),

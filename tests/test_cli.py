@@ -233,13 +233,19 @@ BAD_INPUTS = {
         lambda p: _write(p, "c.csv", "a,b\n1,2\n2,2\n3,2\n"),
         "column 'b' never changes (zero variance)",
     ),
+    "log scale of a non-positive column": (
+        lambda p: [_write(p, "l.csv", "a,b\n1,2\n2,0\n3,5\n"), "--log-columns", "b"],
+        "column 'b' has values <= 0 (the smallest is 0): its log scale is undefined",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_training_input_is_one_clear_line(tmp_path, case):
     make, message = BAD_INPUTS[case]
-    result = nfkit("train", make(tmp_path), *SMALL, "-o", "run", cwd=tmp_path, check=False)
+    given = make(tmp_path)
+    given = [given] if isinstance(given, str) else given
+    result = nfkit("train", *given, *SMALL, "-o", "run", cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -344,9 +350,51 @@ def test_a_semicolon_export_with_a_label_trains_and_says_how_it_was_read(tmp_pat
 
 
 def test_a_diverging_run_ends_in_one_line_and_force_recovers(tmp_path, table):
-    result = nfkit("train", table, "--lr", "50", "--epochs", "3", "-o", "run", cwd=tmp_path,
-                   check=False)  # fmt: skip
+    args = ["--flow", "maf", "--lr", "50", "--epochs", "3", "-o", "run"]  # NSF's bounded splines
+    result = nfkit("train", table, *args, cwd=tmp_path, check=False)  # do not diverge there
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: training diverged: loss is" in result.stderr and "--force" in result.stderr
     nfkit("train", table, *SMALL, "-o", "run", "--force", cwd=tmp_path)
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_positive_columns_on_the_log_scale_in_data_units(tmp_path):
+    rng = np.random.default_rng(0)
+    log_conc = rng.normal(2.0, 1.0, 400)  # concentrations around e^2, over decades
+    table = np.c_[np.exp(log_conc), log_conc + 0.3 * rng.normal(size=400)]
+    np.savetxt(tmp_path / "c.csv", table, delimiter=",", header="conc,signal", comments="")
+    nfkit("train", "c.csv", "--log-columns", "conc", *SMALL, "-o", "run", cwd=tmp_path)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    nfkit("log-prob", "run", "c.csv", "-o", "lp.csv", cwd=tmp_path)
+    lp = np.loadtxt(tmp_path / "lp.csv", delimiter=",", skiprows=1)
+    # The run's numbers are in data units: the mean log conc (2 nats a row) is in them.
+    assert -lp.mean() == pytest.approx(metrics["train_nll"], abs=0.05)
+    true_nll = 1.4189 + 2.0 + (1.4189 + np.log(0.3))  # lognormal conc, Gaussian signal | conc
+    assert abs(metrics["val_nll"] - true_nll) < 0.15
+    nfkit("sample", "run", "-n", "500", "-o", "s.csv", cwd=tmp_path)
+    samples = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    assert (samples[:, 0] > 0).all() and abs(np.median(np.log(samples[:, 0])) - 2.0) < 0.2
+    info = nfkit("info", "run", cwd=tmp_path).stdout
+    mean = float(info.split("log conc: mean ")[1].split(",")[0])
+    assert abs(mean - 2.0) < 0.2  # the standardization is of log conc
+
+
+def test_ctrl_c_says_how_to_resume_and_the_resumed_run_finishes(tmp_path, table, monkeypatch):
+    from nfkit import runs
+    from nfkit.callbacks import Callback
+
+    class CtrlC(Callback):  # the KeyboardInterrupt that Ctrl-C raises, after the 2nd epoch
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    real_fit = runs._fit
+    monkeypatch.setattr(runs, "_fit", lambda *a, **kw: real_fit(*a, callbacks=[CtrlC()], **kw))
+    args = ["train", table, "--layers", "1", "--hidden", "16", "--epochs", "4", "--quiet"]
+    result = nfkit(*args, "-o", "run", cwd=tmp_path, check=False)
+    assert result.returncode == 130 and "Traceback" not in result.stderr
+    assert "continue with `nfkit train --resume run`" in result.stderr
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    monkeypatch.setattr(runs, "_fit", real_fit)
+    nfkit("train", "--resume", "run", cwd=tmp_path)
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())["loss"]) == 4

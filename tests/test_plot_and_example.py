@@ -61,7 +61,7 @@ def test_chapter_example_writes_every_figure(tmp_path):
             "--out",
             str(tmp_path),
             "--epochs",
-            "2",
+            "4",  # at the chapter's lr 1e-2, 2 epochs can still be above the Gaussian (seed 0)
             "--seed",
             "0",
         ],
@@ -87,7 +87,7 @@ def test_chapter_example_writes_every_figure(tmp_path):
         "batch_shape=[] event_shape=[2] dtype=float32>" in result.stdout
     )
     nll = float(result.stdout.split("held-out NLL on 10000 fresh points: ")[1].split()[0])
-    assert nll < 1.8  # two epochs already beat the best Gaussian (about 1.9 nats)
+    assert nll < 1.5  # four epochs beat the best Gaussian (about 1.9 nats) by far
 
 
 def test_run_pictures_name_the_axes_and_follow_the_data_aspect(tmp_path, monkeypatch):

@@ -87,3 +87,17 @@ def test_default_scores_stay_finite_with_gaussian_tails_far_from_the_data():
     assert np.isfinite(scores).all() and np.all(np.diff(scores) < 0)
     ratio = (scores[2] - scores[0]) / (scores[1] - scores[0])
     assert 0.5e6 < ratio < 2e6  # quadratic in the distance: a Gaussian tail
+
+
+def test_log_columns_model_positive_columns_in_data_units():
+    rng = np.random.default_rng(0)
+    x = np.exp(rng.normal(1.0, 1.5, size=(600, 2)))  # two independent lognormal columns
+    train, test = x[:500], x[500:]
+    est = FlowDensityEstimator(log_columns=[0, 1], epochs=5, random_state=0).fit(train)
+    assert (est.sample(200, random_state=0) > 0).all()
+    exact = -(1.0 + 0.5 * np.log(2 * np.pi * 1.5**2) + 0.5)  # lognormal log-likelihood per row
+    assert abs(est.score(test) / 2 - exact) < 0.15
+    plain = FlowDensityEstimator(start_components=1, epochs=5, random_state=0).fit(train)
+    assert est.score(test) > plain.score(test) + 1.0  # a Gaussian start on raw scales is poor
+    with pytest.raises(ValueError, match="column 1' has values <= 0"):
+        FlowDensityEstimator(log_columns=[1]).fit(np.c_[train[:, 0], np.log(train[:, 1])])

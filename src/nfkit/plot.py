@@ -232,10 +232,11 @@ def corner(
                 continue
             for (label, values), color in zip(sets, CHAPTER_COLORS, strict=False):
                 shown = values[:max_points]
+                dot = float(np.clip(40 / np.sqrt(len(shown)), 1.0, 4.0))  # fewer points, bigger
                 if i == j:
                     ax.hist(shown[:, i], bins=30, density=True, alpha=0.5, color=color, label=label)
                 else:
-                    ax.plot(shown[:, j], shown[:, i], ".", ms=1.5, alpha=0.4, color=color)
+                    ax.plot(shown[:, j], shown[:, i], ".", ms=dot, alpha=0.4, color=color)
             if i == d - 1:
                 ax.set_xlabel(names[j])
             if j == 0 and i > 0:

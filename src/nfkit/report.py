@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from nfkit import plot
+from nfkit.bijectors import Exp, Invert, OnColumns
 from nfkit.distributions.base import Distribution
 
 __all__ = ["write_pictures", "write_report"]
@@ -43,22 +44,32 @@ def write_pictures(
     context: np.ndarray | None = None,
     kept_epoch: int | None = None,
     shown: Sequence[int] | None = None,
+    log_columns: Sequence[int] = (),
 ) -> list[Path]:
     """Draw the pictures that suit ``data``'s shape into ``out``; return the files written
     (``kept_epoch``: marked on the loss curve, as :func:`nfkit.plot.loss`; ``shown``: the
-    column indices of the corner plot, by default all of them up to 12).
-    A conditional model (``context``: the data's context rows) is drawn once at each of the
-    first ``n_samples`` rows' contexts, which samples the data's marginal; it has no density
+    column indices of the corner plot, by default all of them up to 12; ``log_columns``:
+    columns drawn on the log scale, data, samples and density alike).
+    As many samples are drawn as data rows are shown (up to ``n_samples``), so that neither
+    hides the other. A conditional model (``context``: the data's context rows) is drawn once
+    at each of those rows' contexts, which samples the data's marginal; it has no density
     picture (a density needs one context).
     """
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     torch.manual_seed(seed)
+    columns = list(columns or [f"x{i}" for i in range(data.shape[1])])
+    if log_columns:  # the model of (log x_L, x_rest): p(x) times the Jacobian of exp
+        logs = list(log_columns)
+        model = Invert(OnColumns(Exp(), logs))(model)
+        data = np.array(data, dtype=np.float64)
+        data[:, logs] = np.log(data[:, logs])
+        columns = [f"log {c}" if i in logs else c for i, c in enumerate(columns)]
     rows = data[:n_samples]
     if context is None:
-        samples = model.sample(n_samples).detach().cpu().numpy()
+        samples = model.sample(len(rows)).detach().cpu().numpy()
     else:
-        given = torch.as_tensor(context[:n_samples], dtype=model.dtype)
+        given = torch.as_tensor(context[: len(rows)], dtype=model.dtype)
         samples = model.sample(1, context=given)[0].detach().cpu().numpy()
     with plot.chapter_style():
         if history:
@@ -72,25 +83,24 @@ def write_pictures(
             (xlim, ylim) = _limits(data)
             spans = sorted((xlim[1] - xlim[0], ylim[1] - ylim[0]))
             aspect = "equal" if spans[1] <= 3 * spans[0] else "auto"  # no slivers
-            names = list(columns or ["x0", "x1"])
+            names = columns
             if context is None:
                 ax = plot.density(model, xlim=xlim, ylim=ylim, figsize=(4.5, 4), aspect=aspect)
                 ax.set(xlabel=names[0], ylabel=names[1])
                 ax.figure.savefig(out / "density.png", dpi=150, bbox_inches="tight")
                 written.append(out / "density.png")
+            dots = {"ms": float(np.clip(60 / np.sqrt(len(rows)), 1.0, 5.0)), "aspect": aspect}
             ax = plot.samples(
-                rows, xlim=xlim, ylim=ylim, figsize=(4.5, 4), label="data", aspect=aspect
+                rows, xlim=xlim, ylim=ylim, figsize=(4.5, 4), label="data", alpha=0.6, **dots
             )
-            plot.samples(
-                samples, ax=ax, xlim=xlim, ylim=ylim, label="samples", alpha=0.5, aspect=aspect
-            )
+            plot.samples(samples, ax=ax, xlim=xlim, ylim=ylim, label="samples", alpha=0.4, **dots)
             ax.set(xlabel=names[0], ylabel=names[1])
             ax.legend(loc="upper right")
             ax.figure.savefig(out / "samples.png", dpi=150, bbox_inches="tight")
             written.append(out / "samples.png")
         else:
             index = list(range(data.shape[1])) if shown is None else list(shown)
-            names = [list(columns or [f"x{i}" for i in range(data.shape[1])])[i] for i in index]
+            names = [columns[i] for i in index]
             plot.corner(
                 rows[:, index],
                 samples[:, index],

@@ -40,6 +40,7 @@ from nfkit.train.tabular import (
     TableSizes,
     dequantize,
     few_valued_columns,
+    starts_at_mixture,
     table_sizes,
 )
 
@@ -129,22 +130,25 @@ def _tables(args: dict[str, Any]) -> tuple[Table, Table | None]:
     """The modelled columns and, with ``--context``, the conditioning columns (by default the
     modelled columns are all the others).
     """
-    names = args.get("context")
+    names, columns, delimiter = args.get("context"), args["columns"], args.get("delimiter")
     if not names:
-        return read_table(args["data"], args["columns"], args.get("delimiter")), None
+        return read_table(args["data"], columns, delimiter), None
     if args["flow"] == "glow":
         raise UserError("--context is not available for --flow glow (an image model)")
-    context = read_table(args["data"], names, args.get("delimiter"))
-    columns = args["columns"]
-    if columns is None:
-        every = read_table(args["data"], delimiter=args.get("delimiter")).columns
-        columns = [c for c in every if c not in context.columns]
-    overlap = sorted(set(columns) & set(context.columns))
-    if overlap:
-        raise UserError(f"columns {', '.join(overlap)} are both modelled and context")
+    if columns is not None:  # one read of the file, split by position
+        both = read_table(args["data"], [*columns, *names], delimiter)
+        overlap = sorted({c for c in both.columns if both.columns.count(c) > 1})
+        if overlap:
+            raise UserError(f"columns {', '.join(overlap)} are both modelled and context")
+        k = len(columns)
+        return both.select(both.columns[:k]), both.select(both.columns[k:])
+    every = read_table(args["data"], delimiter=delimiter)  # every numeric column
+    named = all(c in every.columns for c in names)  # else indices, or a text column to refuse
+    context = every.select(names) if named else read_table(args["data"], names, delimiter)
+    columns = [c for c in every.columns if c not in context.columns]
     if not columns:
         raise UserError("every column is a context column: nothing is left to model")
-    return read_table(args["data"], columns, args.get("delimiter")), context
+    return every.select(columns), context
 
 
 def _objective(args: dict[str, Any]) -> str:
@@ -208,8 +212,16 @@ def _standardization(table: Table, args: dict[str, Any]) -> Standardization | No
     if rows < 2:
         raise UserError(f"{table.source} has {rows} row; need at least 2")
     if args["flow"] == "glow":
+        if args.get("log_columns"):
+            raise UserError("--log-columns is for tables; --flow glow models images")
         return _unit_range(table)
-    standard = Standardization.of(table.values, table.columns) if args["standardize"] else None
+    logs = [
+        column_position(table.columns, c, "the modelled columns")
+        for c in args.get("log_columns") or []
+    ]
+    standard = None
+    if args["standardize"] or logs:
+        standard = Standardization.of(table.values, table.columns, logs, scale=args["standardize"])
     held_out = round(args["validation_split"] * rows)
     if args["validation_split"] and not 1 <= held_out < rows:
         raise UserError(
@@ -254,18 +266,20 @@ def _train_metrics(
     flow: Distribution,
     rows: np.ndarray,
     context: np.ndarray | None,
-    shift: float,
+    shift: dict[str, float],
     objective: str,
 ) -> dict[str, Any]:
-    """Per-epoch NLL curves and summary numbers, in data units (``shift`` nats added)."""
-    curves = {k: [v + shift for v in vs] for k, vs in history.history.items() if "loss" in k}
+    """Per-epoch NLL curves and summary numbers, in data units (``shift``: the nats to add to
+    the training and the validation curves, ``loss`` and ``val_loss``).
+    """
+    curves = {k: [v + shift[k] for v in vs] for k, vs in history.history.items() if k in shift}
     kept = -1 if history.best_epoch is None else history.best_epoch
     if objective != "likelihood":
         # The training loss is a regression loss, not an NLL: score (up to 5000) training rows
         # once, by the exact likelihood.
         curves["flow_matching_loss"] = history.history["loss"]
         c = None if context is None else context[:5000]
-        curves["loss"] = [mean_nll(flow, rows[:5000], c) + shift]
+        curves["loss"] = [mean_nll(flow, rows[:5000], c) + shift["loss"]]
     return {
         **curves,
         "lr": history.history.get("lr", []),
@@ -303,8 +317,16 @@ def _train(
     kept_start = bool(start_at and start_at.keep_if_better(min(val_loss) if val_loss else None))
     flow = flow.cpu()  # the model file, pictures and report are made on the CPU
     model = standard.bijector()(flow) if standard else flow
-    # Per-epoch NLL in data units: the standardization adds sum(log s) nats.
-    shift = float(np.log(standard.std).sum()) if standard else 0.0
+    # Per-epoch NLL in data units: the standardization (and log scale) add nats per row.
+    validation = kw.get("validation_data")
+    if isinstance(validation, tuple):  # (rows, contexts)
+        validation = validation[0]
+    shift = {
+        "loss": float(standard.log_det(rows).mean()) if standard else 0.0,
+        "val_loss": float(standard.log_det(validation).mean())
+        if standard and validation is not None
+        else 0.0,
+    }
     metrics = {
         **_train_metrics(history, flow, rows, kw["context"], shift, _objective(args)),
         "seconds": time.perf_counter() - start,
@@ -317,8 +339,8 @@ def _train(
     }
     if kept_start:  # the saved model is the start: its numbers, not an epoch's
         metrics["best_epoch"] = 0
-        metrics["train_nll"] = mean_nll(flow, rows, None) + shift
-        metrics["val_nll"] = metrics["best_val_nll"] = start_at.start_nll + shift
+        metrics["train_nll"] = mean_nll(flow, rows, None) + shift["loss"]
+        metrics["val_nll"] = metrics["best_val_nll"] = start_at.start_nll + shift["val_loss"]
     curves = {k: v for k, v in metrics.items() if isinstance(v, list) and k != "lr"}
     metadata = {
         "columns": table.columns,
@@ -342,6 +364,7 @@ def _train(
         seed=args["seed"],
         context=contexts,
         kept_epoch=metrics["best_epoch"],
+        log_columns=standard.log_columns if standard else (),
     )
     write_report(
         out / "report.html",
@@ -376,8 +399,10 @@ def _prepare(
             rows, contexts, args["validation_split"], args["seed"]
         )
     start_at = None
-    if _starts_at_mixture(args, context):
-        components = args.get("start_components", 10)
+    components = args.get("start_components", 10)
+    if starts_at_mixture(
+        args["flow"], components, conditional=context is not None, standardized=args["standardize"]
+    ):
         start_at = FlowStart(flow, rows, kw.get("validation_data"), components, args["seed"])
         flow = start_at.model
     return flow.to(resolve_device(args.get("device", "cpu"))), rows, kw, start_at
@@ -418,19 +443,6 @@ def _notes(metrics: dict[str, Any]) -> list[str]:
             "model kept is that starting point (too few or too plain data for a flow)"
         )
     return notes
-
-
-def _starts_at_mixture(args: dict[str, Any], context: Table | None) -> bool:
-    """Whether the run's flow starts at the Gaussian mixture that fits the data: unconditional,
-    standardized tables with a layered flow (not glow's images; not cnf, whose flow matching
-    needs its standard normal base), unless ``--start-components 0``.
-    """
-    return (
-        context is None
-        and args["standardize"]
-        and args["flow"] not in ("glow", "cnf")
-        and args.get("start_components", 10) > 0
-    )
 
 
 def _dequantized(table: Table, args: dict[str, Any]) -> tuple[Table, list[str]]:
@@ -577,7 +589,7 @@ def score_file(model: Path, data: str, output: Path | None, context: str | None 
     if context is None and names and all(c in table.columns for c in names):
         context = data
     if trained and all(c in table.columns for c in trained):
-        table = read_table(data, trained)
+        table = table.select(trained)
     contexts = _contexts(meta, context, table.values.shape[0])
     features = dist.event_shape[0]
     if table.values.shape[1] != features:
@@ -604,8 +616,12 @@ def describe(model: Path) -> str:
     lines += [f"{key}: {value}" for key, value in summary(meta, dist).items()]
     standard = meta.get("standardization")
     if standard:
-        for name, m, s in zip(meta["columns"], standard["mean"], standard["std"], strict=True):
-            lines.append(f"  {name}: mean {m:.6g}, std {s:.6g}")
+        logs = standard.get("log_columns", [])
+        for i, (name, m, s) in enumerate(
+            zip(meta["columns"], standard["mean"], standard["std"], strict=True)
+        ):
+            of = f"log {name}" if i in logs else name
+            lines.append(f"  {of}: mean {m:.6g}, std {s:.6g}")
     lines.append(f"event shape: {list(dist.event_shape)}, dtype: {dist.dtype}")
     lines.append(torch.nn.Module.__repr__(dist))
     return "\n".join(lines)
@@ -642,4 +658,5 @@ def plot_model(
         seed=seed,
         context=context,
         shown=shown,
+        log_columns=(meta.get("standardization") or {}).get("log_columns", []),
     )

@@ -37,7 +37,13 @@ from nfkit.flows import FLOWS
 from nfkit.nets import ContextEmbedding
 from nfkit.train.data import holdout_rows
 from nfkit.train.fit import fit as fit_flow
-from nfkit.train.tabular import FlowStart, dequantize, few_valued_columns, table_sizes
+from nfkit.train.tabular import (
+    FlowStart,
+    dequantize,
+    few_valued_columns,
+    starts_at_mixture,
+    table_sizes,
+)
 
 __all__ = ["FlowDensityEstimator"]
 
@@ -62,12 +68,16 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
             components that fits the training rows by BIC (its base;
             :class:`~nfkit.train.tabular.FlowStart`), and keep that start when no epoch beats
             it on the validation rows; 1: the data's Gaussian; 0: a standard normal base.
-            Unconditional layered flows (not ``"cnf"``, whose flow matching needs its base).
+            Unconditional layered flows on standardized columns (not ``"cnf"``, whose flow
+            matching needs its base; :func:`~nfkit.train.tabular.starts_at_mixture`).
         dequantize: spread each value of a few-valued column (a flag, a count, a label: at
             most 20 distinct values) uniformly over its gap for training
             (:func:`~nfkit.train.tabular.dequantize`); the score of such a value is then
             about log P(value) - log gap. Which columns: ``dequantized_columns_``.
         standardize: standardize columns inside the model; constant columns get unit scale.
+        log_columns: indices of positive columns (concentrations, prices) modelled on the log
+            scale, :math:`\log x_j`, inside the model; scores and samples stay in data units
+            (the log-density includes :math:`-\sum_j \log x_j`).
         random_state: seed for initialisation, data order and the validation split.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         device: where to train (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``); the fitted
@@ -123,6 +133,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         start_components: int = 10,
         dequantize: bool = True,
         standardize: bool = True,
+        log_columns: Sequence[int] = (),
         random_state: int | None = None,
         verbose: int = 0,
         device: str = "cpu",
@@ -140,6 +151,7 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         self.start_components = start_components
         self.dequantize = dequantize
         self.standardize = standardize
+        self.log_columns = log_columns
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
@@ -176,11 +188,15 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         gaps = few_valued_columns(X) if self.dequantize else {}
         self.dequantized_columns_ = sorted(gaps)
         X = dequantize(X, gaps, seed) if gaps else X  # noqa: N806
+        logs = [int(j) for j in self.log_columns]
+        if any(not 0 <= j < X.shape[1] for j in logs):
+            raise ValueError(f"log_columns {logs} name columns outside X's {X.shape[1]}")
         standard = None
-        if self.standardize:
-            std = X.std(axis=0)
-            std[~(std > 0)] = 1.0  # a constant column keeps its scale, as StandardScaler does
-            standard = Standardization(X.mean(axis=0).tolist(), std.tolist())
+        if self.standardize or logs:
+            names = [f"column {j}" for j in range(X.shape[1])]
+            standard = Standardization.of(  # a constant column keeps unit scale
+                X, names, logs, constant_ok=True, scale=self.standardize
+            )
         rows = (standard.apply(X) if standard else X).astype(np.float32)
         sizes = table_sizes(*X.shape)
         self.sizes_ = sizes
@@ -208,7 +224,9 @@ class FlowDensityEstimator(DensityMixin, BaseEstimator):
         if context is not None:
             values = torch.as_tensor(context, dtype=torch.get_default_dtype())
             flow = Conditional(flow, ContextEmbedding.of(values))
-        elif self.start_components and self.flow != "cnf":  # flow matching needs its base
+        elif starts_at_mixture(
+            self.flow, self.start_components, conditional=False, standardized=self.standardize
+        ):
             start = FlowStart(flow, rows, kw.get("validation_data"), self.start_components, seed)
             flow = start.model
         flow = flow.to(resolve_device(self.device))

@@ -20,6 +20,7 @@ from nfkit.bijectors.coupling import CouplingBijector, CouplingNetwork, RealNVP
 from nfkit.bijectors.elementwise import (
     Exp,
     Identity,
+    OnColumns,
     RationalQuadraticSpline,
     Sigmoid,
     Softplus,
@@ -65,6 +66,7 @@ __all__ = [
     "MaskedAutoregressiveFlow",
     "MaskedAutoregressiveSpline",
     "NotInvertibleError",
+    "OnColumns",
     "Permute",
     "RationalQuadraticSpline",
     "RealNVP",

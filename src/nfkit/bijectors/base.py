@@ -112,6 +112,13 @@ class Bijector(Configurable, nn.Module):
 
     # --- what subclasses implement -------------------------------------------------------------
 
+    def batch_dependent(self) -> bool:
+        """Whether a row's result depends on the other rows of its batch in the current state
+        (a batch statistic, a data initialization still to come, a step size shared by the
+        batch); such a model is not evaluated in chunks.
+        """
+        return False
+
     def _forward_and_log_det(self, z: torch.Tensor, context: Context) -> Pair:
         raise NotImplementedError(f"{type(self).__name__} must implement _forward_and_log_det")
 

@@ -1,5 +1,5 @@
-r"""Elementwise bijectors with diagonal Jacobians: Identity, Exp, Sigmoid, Tanh, Softplus, and the
-rational-quadratic spline.
+r"""Elementwise bijectors with diagonal Jacobians: Identity, Exp, Sigmoid, Tanh, Softplus, the
+rational-quadratic spline, and any of them on chosen columns only (:class:`OnColumns`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from nfkit._tensors import ArrayLike, register_tensor
 from nfkit.bijectors.base import Bijector, Context, Pair
 from nfkit.bijectors.splines import rational_quadratic_spline
 
-__all__ = ["Exp", "Identity", "RationalQuadraticSpline", "Sigmoid", "Softplus", "Tanh"]
+__all__ = [
+    "Exp",
+    "Identity",
+    "OnColumns",
+    "RationalQuadraticSpline",
+    "Sigmoid",
+    "Softplus",
+    "Tanh",
+]
 
 
 class Identity(Bijector):
@@ -186,3 +194,59 @@ class RationalQuadraticSpline(Bijector):
 
     def extra_repr(self) -> str:
         return f"bins={self.raw_widths.shape[-1]}, bound={self.bound}"
+
+
+class OnColumns(Bijector):
+    r"""An elementwise bijector applied to some columns of a vector, the others left as they are.
+
+    With :math:`S` the chosen columns, :math:`x_j = f(z_j)` for :math:`j \in S` and
+    :math:`x_j = z_j` otherwise; :math:`\log|\det J| = \sum_{j \in S} \log|f'(z_j)|`. This is
+    how a table's positive columns (concentrations, prices) are modelled on the log scale:
+    ``OnColumns(Exp(), [0, 2])`` maps a density over :math:`(\log x_0, x_1, \log x_2)` to one
+    over :math:`x`.
+
+    Args:
+        bijector: an elementwise bijector (``forward_min_event_ndims == 0``).
+        columns: the indices of the last dimension it acts on.
+
+    Example:
+        >>> import torch, nfkit.bijectors as nfb
+        >>> nfb.OnColumns(nfb.Exp(), [1]).forward(torch.tensor([[0.0, 0.0, 2.0]]))
+        tensor([[0., 1., 2.]])
+
+    """
+
+    forward_min_event_ndims = 1
+
+    def __init__(self, bijector: Bijector, columns: list[int]) -> None:
+        super().__init__()
+        if bijector.forward_min_event_ndims != 0:
+            raise ValueError(
+                f"OnColumns needs an elementwise bijector, {type(bijector).__name__} acts on "
+                f"{bijector.forward_min_event_ndims} trailing dims"
+            )
+        index = [int(c) for c in columns]
+        if not index or len(set(index)) != len(index) or min(index) < 0:
+            raise ValueError(f"columns must be distinct non-negative indices, got {columns}")
+        self.bijector = bijector
+        self.register_buffer("index", torch.tensor(index), persistent=False)
+
+    def _on_columns(self, value: Tensor, inverse: bool) -> Pair:
+        if value.shape[-1] <= int(self.index.max()):
+            raise ValueError(
+                f"OnColumns acts on column {int(self.index.max())}, the input has "
+                f"{value.shape[-1]} columns"
+            )
+        part = value.index_select(-1, self.index)
+        step = self.bijector.inverse_and_log_det if inverse else self.bijector.forward_and_log_det
+        out, log_det = step(part, event_ndims=1)
+        return value.index_copy(-1, self.index, out), log_det
+
+    def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
+        return self._on_columns(z, inverse=False)
+
+    def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
+        return self._on_columns(x, inverse=True)
+
+    def extra_repr(self) -> str:
+        return f"columns={self.index.tolist()}"

@@ -135,6 +135,9 @@ class ActNorm(Bijector):
         loc, log_scale = self._params(z)
         return z * log_scale.exp() + loc, self._log_det(log_scale, z)
 
+    def batch_dependent(self) -> bool:
+        return self._initializing and not bool(self.initialized)
+
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         loc, log_scale = self._params(x)
         if self._initializing and not bool(self.initialized):
@@ -217,6 +220,9 @@ class BatchNorm(Bijector):
         std = (self.running_var + self.eps).sqrt()
         x = (z - beta) * (-log_gamma).exp() * std + self.running_mean
         return x, (std.log() - log_gamma).sum()
+
+    def batch_dependent(self) -> bool:
+        return self.training  # batch statistics
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         log_gamma, beta = self._params(x)

@@ -203,6 +203,9 @@ class ContinuousFlow(Bijector):
             with torch.no_grad():
                 self.velocity(value, 0.0, context)
 
+    def batch_dependent(self) -> bool:
+        return self.steps is None  # an adaptive solver's steps are shared by the batch
+
     def _solver_options(self) -> dict[str, Any]:
         options = None if self.steps is None else {"step_size": 1.0 / self.steps}
         return {"rtol": self.rtol, "atol": self.atol, "method": self.method, "options": options}

@@ -30,6 +30,14 @@ class Table:
     image_shape: tuple[int, ...] | None = None
     notes: list[str] = field(default_factory=list)  # what reading did (delimiter, dropped columns)
 
+    def select(self, columns: Sequence[str]) -> Table:
+        """These columns (names, or 0-based indices), in this order; an unknown one is an
+        error naming the table's columns.
+        """
+        chosen = [column_position(self.columns, name, self.source) for name in columns]
+        names = [self.columns[i] for i in chosen]
+        return Table(self.values[:, chosen], names, self.source, None, list(self.notes))
+
 
 def _skd() -> Any:
     """scikit-learn's data sets, imported on first use (it costs a second at start-up)."""
@@ -108,11 +116,6 @@ def _read_parquet(path: Path) -> Table:
     return Table(np.stack(arrays, axis=1), columns, str(path))
 
 
-def _select(table: Table, columns: Sequence[str]) -> Table:
-    chosen = [column_position(table.columns, name, table.source) for name in columns]
-    return Table(table.values[:, chosen], [table.columns[i] for i in chosen], table.source, None)
-
-
 def _check(table: Table) -> Table:
     values = table.values
     if values.shape[0] == 0:
@@ -172,5 +175,5 @@ def read_table(
             values, names, notes = read_text(path, columns or None, delimiter)
             return _check(Table(values, names, str(path), notes=notes))
     if columns:
-        table = _select(table, columns)
+        table = table.select(columns)
     return _check(table)

@@ -2,6 +2,8 @@ r"""``TransformedDistribution``: a base distribution pushed through a bijector (
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -65,8 +67,9 @@ class TransformedDistribution(PushedForward):
         self._event_shape = distribution.event_shape
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
-        z = self.distribution._rsample(shape, context)
-        return self.bijector.forward(z, context=context)
+        z = self.distribution._rsample(shape, context)  # all the noise at once: same draws
+        forward = functools.partial(self.bijector.forward, context=context)
+        return self.in_chunks(forward, z, context)
 
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
         z, log_det = self.bijector.inverse_and_log_det(

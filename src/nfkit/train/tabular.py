@@ -27,6 +27,7 @@ __all__ = [
     "dequantize",
     "few_valued_columns",
     "mixture_start",
+    "starts_at_mixture",
     "table_sizes",
 ]
 
@@ -153,6 +154,15 @@ def mixture_start(rows: Any, components: int = 10, seed: int = 0) -> MixtureSame
     scale = torch.as_tensor(np.linalg.cholesky(best.covariances_), dtype=dtype)
     parts = MultivariateNormalTriL(torch.as_tensor(best.means_, dtype=dtype), scale)
     return MixtureSameFamily(torch.as_tensor(np.log(best.weights_), dtype=dtype), parts)
+
+
+def starts_at_mixture(flow: str, components: int, *, conditional: bool, standardized: bool) -> bool:
+    """Whether a table's flow starts at the Gaussian mixture that fits it (:class:`FlowStart`),
+    for the estimator and the command alike: unconditional flows on standardized columns (the
+    mixture's regularization is in standard deviations) with layers (not Glow's images; not
+    ``cnf``, whose flow matching needs its standard normal base), unless ``components`` is 0.
+    """
+    return components > 0 and not conditional and standardized and flow not in ("glow", "cnf")
 
 
 class FlowStart:
