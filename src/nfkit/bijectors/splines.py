@@ -47,10 +47,19 @@ def spline_parameter_count(bins: int) -> int:
     return 3 * bins - 1
 
 
+def _softmax(raw: Tensor) -> Tensor:
+    """The softmax over the last dim, written out: over a few bins, ``torch.softmax`` on the
+    CPU is about 6x slower (1.1 ms against 0.18 ms for 4096 x 2 x 8 values, one thread), and
+    it was 36% of an NSF-AR ``log_prob``. The shift by the (constant) maximum cancels.
+    """
+    e = (raw - raw.detach().amax(dim=-1, keepdim=True)).exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
 def _knots(raw: Tensor, bound: float, minimum: float) -> tuple[Tensor, Tensor]:
     """Knot positions ``(*, K+1)`` from raw sizes ``(*, K)``: each bin at least ``minimum``."""
     bins = raw.shape[-1]
-    sizes = minimum + (1.0 - minimum * bins) * torch.softmax(raw, dim=-1)
+    sizes = minimum + (1.0 - minimum * bins) * _softmax(raw)
     knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
     knots = 2.0 * bound * knots - bound
     # Exact ends, whatever the rounding of the cumulative sum.
