@@ -55,6 +55,11 @@ BIJECTORS: dict[str, Case] = {
     "Identity": Case(nfb.Identity),
     "Exp": Case(nfb.Exp),
     "Sigmoid": Case(nfb.Sigmoid),
+    "Sigmoid(low, high)": Case(lambda: nfb.Sigmoid(low=[-2.0, 0.0, 1.0], high=[4.0, 0.5, 3.0])),
+    "Reciprocal": Case(nfb.Reciprocal, domain="positive"),
+    "Invert(Sigmoid(low, high))": Case(
+        lambda: nfb.Invert(nfb.Sigmoid(low=0.0, high=1.0)), domain="unit"
+    ),
     "Tanh": Case(nfb.Tanh),
     "Softplus": Case(nfb.Softplus),
     "OnColumns(Exp)": Case(lambda: nfb.OnColumns(nfb.Exp(), [2, 0])),

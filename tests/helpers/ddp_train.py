@@ -24,4 +24,7 @@ if __name__ == "__main__":
     state = train("ddp")
     if torch.distributed.get_rank() == 0:
         save_file(state, sys.argv[1])
+    # Both ranks leave together: a rank that tears gloo down while the other is still in
+    # flight aborted once ("terminate called without an active exception", exit -6).
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()

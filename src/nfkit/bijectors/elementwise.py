@@ -19,6 +19,7 @@ __all__ = [
     "Identity",
     "OnColumns",
     "RationalQuadraticSpline",
+    "Reciprocal",
     "Sigmoid",
     "Softplus",
     "Tanh",
@@ -65,24 +66,78 @@ class Exp(Bijector):
 
 
 class Sigmoid(Bijector):
-    r"""The logistic function :math:`x = 1 / (1 + e^{-z})`, mapping :math:`\mathbb{R}` onto (0, 1).
+    r"""The logistic function :math:`x = 1 / (1 + e^{-z})`, mapping :math:`\mathbb{R}` onto (0, 1),
+    or, with ``low`` and ``high`` (TFP's arguments), :math:`x = l + (h - l)\,\sigma(z)` onto
+    :math:`(l, h)`.
 
-    Log-det: :math:`\log \sigma'(z) = -\mathrm{softplus}(-z) - \mathrm{softplus}(z)`; the inverse
-    is the logit :math:`z = \log x - \log(1 - x)` with log-det :math:`-\log x - \log(1 - x)`.
+    Log-det: :math:`\log(h - l) + \log \sigma'(z)` with
+    :math:`\log \sigma'(z) = -\mathrm{softplus}(-z) - \mathrm{softplus}(z)`; the inverse is
+    the logit of :math:`u = (x - l) / (h - l)`, :math:`z = \log u - \log(1 - u)`, with log-det
+    :math:`-\log(h - l) - \log u - \log(1 - u)`.
+
+    Args:
+        low: the lower end :math:`l` (with ``high``; default 0).
+        high: the upper end :math:`h > l` (with ``low``; default 1).
 
     Example:
         >>> import torch, nfkit.bijectors as nfb
         >>> nfb.Sigmoid().forward(torch.tensor([0.0]))
         tensor([0.5000])
+        >>> nfb.Sigmoid(low=-2.0, high=4.0).forward(torch.tensor([0.0]))
+        tensor([1.])
+
+    """
+
+    def __init__(self, low: ArrayLike | None = None, high: ArrayLike | None = None) -> None:
+        super().__init__()
+        if (low is None) != (high is None):
+            raise ValueError("Sigmoid takes both low= and high=, or neither")
+        self.bounded = low is not None
+        if low is not None and high is not None:
+            self.low = register_tensor(self, "low", low)
+            self.high = register_tensor(self, "high", high)
+            if not bool((self.high > self.low).all()):
+                raise ValueError("Sigmoid needs high > low")
+
+    def _range(self, like: Tensor) -> tuple[Tensor, Tensor] | None:
+        if not self.bounded:
+            return None
+        low = self.low.to(like.dtype)
+        return low, self.high.to(like.dtype) - low
+
+    def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
+        x, log_det = torch.sigmoid(z), -F.softplus(-z) - F.softplus(z)
+        span = self._range(z)
+        if span is None:
+            return x, log_det
+        return span[0] + span[1] * x, log_det + span[1].log()
+
+    def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
+        span = self._range(x)
+        u = x if span is None else (x - span[0]) / span[1]
+        log_u, log_1mu = u.log(), torch.log1p(-u)
+        log_det = -log_u - log_1mu
+        return log_u - log_1mu, log_det if span is None else log_det - span[1].log()
+
+
+class Reciprocal(Bijector):
+    r"""The reciprocal :math:`x = 1 / z` (TFP's ``Reciprocal``), its own inverse on
+    :math:`\mathbb{R} \setminus \{0\}`.
+
+    Log-det: :math:`\log|dx/dz| = -2 \log|z|`, and :math:`-2 \log|x|` for the inverse.
+
+    Example:
+        >>> import torch, nfkit.bijectors as nfb
+        >>> nfb.Reciprocal().forward(torch.tensor([4.0, -0.5]))
+        tensor([ 0.2500, -2.0000])
 
     """
 
     def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
-        return torch.sigmoid(z), -F.softplus(-z) - F.softplus(z)
+        return z.reciprocal(), -2.0 * z.abs().log()
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
-        log_x, log_1mx = x.log(), torch.log1p(-x)
-        return log_x - log_1mx, -log_x - log_1mx
+        return x.reciprocal(), -2.0 * x.abs().log()
 
 
 class Tanh(Bijector):
