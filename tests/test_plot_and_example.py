@@ -98,7 +98,7 @@ def test_run_pictures_name_the_axes_and_follow_the_data_aspect(tmp_path, monkeyp
 
     def recording(points, **kw):
         ax = original(points, **kw)
-        seen.append((ax.get_aspect(), ax.get_xlabel()))
+        seen.append((ax.get_aspect(), ax.get_xlabel(), len(points), kw.get("ms")))
         return ax
 
     monkeypatch.setattr(report.plot, "samples", recording)
@@ -108,6 +108,8 @@ def test_run_pictures_name_the_axes_and_follow_the_data_aspect(tmp_path, monkeyp
     written = report.write_pictures(flow, data, tmp_path, columns=["mass", "energy"])
     assert {p.name for p in written} == {"density.png", "samples.png"}
     assert seen[0][0] == "auto"  # 1 : 1000 ranges: not a sliver
+    (_, _, rows, dot), (_, _, drawn, same) = seen
+    assert rows == drawn == 300 and dot == same > 3  # as many samples as data, big enough
     many = rng.normal(size=(200, 9))
     wide = nfd.MultivariateNormalDiag([0.0] * 9)
     report.write_pictures(wide, many, tmp_path, columns=[f"c{i}" for i in range(9)])
