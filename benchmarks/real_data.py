@@ -11,8 +11,8 @@ once for the whole table (uniform noise over each column's gap, seed 0), because
 over a binary column piles into spikes whose held-out score measures spikiness rather than
 fit; then every column is standardized by the training rows. Score: the held-out mean
 log-likelihood per row in those standardized units (higher is better); fit time in seconds on
-one thread. Each row of the table is one run (seed 0); `--seeds 0,1,2` adds runs and reports
-the median.
+one thread. A cell is the median over the seeds its model ran with (`--seeds 0,1,2`: here the
+nfkit flows and the GMM; the others one run, seed 0).
 """
 
 from __future__ import annotations
