@@ -20,6 +20,7 @@ import torch
 
 from nfkit import plot
 from nfkit.bijectors import Exp, Invert, OnColumns
+from nfkit.data.standardize import log_scaled
 from nfkit.distributions.base import Distribution
 
 __all__ = ["write_pictures", "write_report"]
@@ -62,8 +63,7 @@ def write_pictures(
     if log_columns:  # the model of (log x_L, x_rest): p(x) times the Jacobian of exp
         logs = list(log_columns)
         model = Invert(OnColumns(Exp(), logs))(model)
-        data = np.array(data, dtype=np.float64)
-        data[:, logs] = np.log(data[:, logs])
+        data = log_scaled(data, logs)
         columns = [f"log {c}" if i in logs else c for i, c in enumerate(columns)]
     rows = data[:n_samples]
     if context is None:
@@ -83,10 +83,9 @@ def write_pictures(
             (xlim, ylim) = _limits(data)
             spans = sorted((xlim[1] - xlim[0], ylim[1] - ylim[0]))
             aspect = "equal" if spans[1] <= 3 * spans[0] else "auto"  # no slivers
-            names = columns
             if context is None:
                 ax = plot.density(model, xlim=xlim, ylim=ylim, figsize=(4.5, 4), aspect=aspect)
-                ax.set(xlabel=names[0], ylabel=names[1])
+                ax.set(xlabel=columns[0], ylabel=columns[1])
                 ax.figure.savefig(out / "density.png", dpi=150, bbox_inches="tight")
                 written.append(out / "density.png")
             dots = {"ms": float(np.clip(60 / np.sqrt(len(rows)), 1.0, 5.0)), "aspect": aspect}
@@ -94,7 +93,7 @@ def write_pictures(
                 rows, xlim=xlim, ylim=ylim, figsize=(4.5, 4), label="data", alpha=0.6, **dots
             )
             plot.samples(samples, ax=ax, xlim=xlim, ylim=ylim, label="samples", alpha=0.4, **dots)
-            ax.set(xlabel=names[0], ylabel=names[1])
+            ax.set(xlabel=columns[0], ylabel=columns[1])
             ax.legend(loc="upper right")
             ax.figure.savefig(out / "samples.png", dpi=150, bbox_inches="tight")
             written.append(out / "samples.png")

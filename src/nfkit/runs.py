@@ -317,16 +317,16 @@ def _train(
     kept_start = bool(start_at and start_at.keep_if_better(min(val_loss) if val_loss else None))
     flow = flow.cpu()  # the model file, pictures and report are made on the CPU
     model = standard.bijector()(flow) if standard else flow
-    # Per-epoch NLL in data units: the standardization (and log scale) add nats per row.
+    # Per-epoch NLL in data units: the standardization (and log scale) add nats per row, their
+    # mean over the training rows and over the validation rows.
     validation = kw.get("validation_data")
     if isinstance(validation, tuple):  # (rows, contexts)
         validation = validation[0]
-    shift = {
-        "loss": float(standard.log_det(rows).mean()) if standard else 0.0,
-        "val_loss": float(standard.log_det(validation).mean())
-        if standard and validation is not None
-        else 0.0,
-    }
+
+    def nats(part: np.ndarray | None) -> float:
+        return 0.0 if standard is None or part is None else float(standard.log_det(part).mean())
+
+    shift = {"loss": nats(rows), "val_loss": nats(validation)}
     metrics = {
         **_train_metrics(history, flow, rows, kw["context"], shift, _objective(args)),
         "seconds": time.perf_counter() - start,

@@ -16,7 +16,14 @@ import numpy as np
 
 from nfkit.bijectors import Bijector, Chain, Exp, OnColumns, Scale, Shift
 
-__all__ = ["Standardization"]
+__all__ = ["Standardization", "log_scaled"]
+
+
+def log_scaled(values: np.ndarray, log_columns: Sequence[int]) -> np.ndarray:
+    """A float64 copy of ``values`` with the columns in ``log_columns`` replaced by their log."""
+    units = np.array(values, dtype=np.float64)
+    units[:, list(log_columns)] = np.log(units[:, list(log_columns)])
+    return units
 
 
 @dataclass
@@ -54,8 +61,7 @@ class Standardization:
                     f"column {columns[j]!r} has values <= 0 (the smallest is {low:g}): its log "
                     "scale is undefined; model it without the log scale"
                 )
-        units = values.copy()
-        units[:, logs] = np.log(units[:, logs])
+        units = log_scaled(values, logs)
         if not scale:
             return cls([0.0] * values.shape[1], [1.0] * values.shape[1], logs)
         std = units.std(axis=0)
@@ -74,8 +80,7 @@ class Standardization:
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         r"""Standardized values :math:`(u - m) / s`."""
-        units = np.array(values, dtype=np.float64)
-        units[:, self.log_columns] = np.log(units[:, self.log_columns])
+        units = log_scaled(values, self.log_columns)
         return (units - np.asarray(self.mean)) / np.asarray(self.std)
 
     def log_det(self, standardized: np.ndarray) -> np.ndarray:

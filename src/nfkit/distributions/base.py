@@ -22,7 +22,7 @@ SampleShape = int | Sequence[int] | torch.Size
 CHUNK_ROWS = 4096
 """Rows that :meth:`Distribution.log_prob` and :meth:`Distribution.sample` evaluate at once when
 no gradient is asked for: a 4096-row block of a flow's activations stays in the CPU's caches,
-which halves the time of 100,000-point evaluations (``benchmarks/throughput.py``); the numbers
+which halves the time of 100,000-point evaluations (``benchmarks/chunks.py``); the numbers
 are the same. ``None`` turns chunking off."""
 
 # The temperature of the ``sample`` call in progress, and whether a Gaussian used it.
