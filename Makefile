@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
+	$(PY) -m pip install --quiet --no-deps "openmmtools==0.27.0"  # its alanine-dipeptide files
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _WHERE = {
+    "ais": "nfkit.annealing",
+    "annealing": "nfkit.annealing",
     "bijectors": "nfkit.bijectors",
     "callbacks": "nfkit.callbacks",
     "continuous": "nfkit.continuous",
@@ -28,6 +30,7 @@ _WHERE = {
     "fit": "nfkit.train",
     "fit_energy": "nfkit.train",
     "importance": "nfkit.reweight",
+    "reweight": "nfkit.reweight",
     "stochastic": "nfkit.stochastic",
     "targets": "nfkit.targets",
     "ModelFileError": "nfkit.io",
@@ -41,6 +44,8 @@ __all__ = [
     "ModelFileError",
     "NonFiniteLossError",
     "__version__",
+    "ais",
+    "annealing",
     "bijectors",
     "callbacks",
     "continuous",
@@ -52,14 +57,26 @@ __all__ = [
     "importance",
     "load",
     "register",
+    "reweight",
     "save",
     "stochastic",
     "targets",
 ]
 
 if TYPE_CHECKING:
-    from nfkit import bijectors, callbacks, continuous, distributions, flows, stochastic, targets
+    from nfkit import (
+        annealing,
+        bijectors,
+        callbacks,
+        continuous,
+        distributions,
+        flows,
+        reweight,
+        stochastic,
+        targets,
+    )
     from nfkit._config import register
+    from nfkit.annealing import ais
     from nfkit.continuous import fit_flow_matching
     from nfkit.io import ModelFileError, load, save
     from nfkit.reweight import importance

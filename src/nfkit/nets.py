@@ -170,6 +170,8 @@ class MaskedLinear(nn.Linear):
         mask: ``(out_features, in_features)`` tensor of 0/1.
         zero: start with zero weights and bias instead of Glorot-uniform weights and
             :math:`U(\pm 1/\sqrt{\text{fan-in}})` biases.
+        scale: instead, Glorot-uniform weights times ``scale`` and zero biases (an output
+            layer; ``scale=0`` is the same as ``zero=True``).
 
     """
 
@@ -178,6 +180,7 @@ class MaskedLinear(nn.Linear):
         mask: Tensor,
         *,
         zero: bool = False,
+        scale: float | None = None,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -189,8 +192,11 @@ class MaskedLinear(nn.Linear):
         fan_out = self.mask.sum(0).clamp(min=1).mean().item()
         bound = math.sqrt(6.0 / (fan_in + fan_out))
         with torch.no_grad():
-            if zero:
+            if zero or scale == 0:
                 self.weight.zero_()
+                self.bias.zero_()
+            elif scale is not None:
+                self.weight.uniform_(-scale * bound, scale * bound)
                 self.bias.zero_()
             else:
                 self.weight.uniform_(-bound, bound)
@@ -243,8 +249,13 @@ class AutoregressiveNetwork(Conditioner):
         zero_last: start the output layer at zero, so a flow built on the network starts as a
             fixed map that ignores its input (the identity for splines and ``scale="exp"``
             MAFs, a uniform widening by 1/0.69 for the default softplus MAF), which keeps
-            training at large learning rates stable; ``False`` draws it Glorot-uniform like the
-            hidden layers (TFP's initialisation).
+            training at large learning rates stable; ``False`` draws it Glorot-uniform times
+            ``output_scale`` with zero biases.
+        output_scale: the output layer's scale when ``zero_last=False``: 1 is TFP's
+            Glorot-uniform initialisation; 0.1 starts close to the fixed map while the hidden
+            layers get gradient from the first step, which learned faster per step than the
+            zero layer on moons for MAF and NSF (``benchmarks/learning_per_step.py``, "glorot/10";
+            not the default until the chapter protocol confirms it).
 
     Shapes: input ``(*, D)``, context ``(*, C)``, output ``(*, D, params)``: the conditioner
     convention (:class:`Conditioner`) with ``units = D``, which may be left out
@@ -276,9 +287,12 @@ class AutoregressiveNetwork(Conditioner):
         *,
         context_features: int | None = None,
         zero_last: bool = True,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        self.zero_last = zero_last
+        if not output_scale >= 0:
+            raise ValueError(f"output_scale must be >= 0, got {output_scale}")
+        self.output_scale, self.zero_last = float(output_scale), zero_last
         if params < 1:
             raise ValueError(f"params must be a positive integer, got {params}")
         self.params = int(params)
@@ -330,8 +344,25 @@ class AutoregressiveNetwork(Conditioner):
             prev = deg
         out_deg = degrees.repeat(self.params)
         out_mask = (out_deg[:, None] > prev[None, :]).long()
-        layers.append(MaskedLinear(out_mask, zero=self.zero_last, device=device, dtype=dtype))
+        layers.append(
+            MaskedLinear(
+                out_mask,
+                scale=0.0 if self.zero_last else self.output_scale,
+                device=device,
+                dtype=dtype,
+            )
+        )
         self.net = nn.Sequential(*layers)
+
+    def zero_output(self) -> None:
+        """Set the output layer to zero now (and when built later): the flow built on it
+        becomes the fixed map its ``zero_last`` start is (e.g. to start at a given base).
+        """
+        self.zero_last = True
+        if self.net is not None:
+            with torch.no_grad():
+                self.net[-1].weight.zero_()
+                self.net[-1].bias.zero_()
 
     def forward(self, x: Tensor, units: int | None = None, context: Tensor | None = None) -> Tensor:
         """Return the ``(*, D, params)`` autoregressive parameters of ``x``."""

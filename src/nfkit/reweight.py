@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -110,6 +111,7 @@ def importance(
     *,
     batch_size: int = 65_536,
     context: Tensor | None = None,
+    ais: Any = None,
 ) -> ImportanceSamples:
     r"""Draw ``n`` samples from ``flow`` and weight them against the unnormalized target.
 
@@ -121,6 +123,9 @@ def importance(
         n: number of draws.
         batch_size: draws per pass (memory).
         context: conditioning row for a conditional flow.
+        ais: anneal each draw towards the target before weighting it: the number of
+            intermediate densities, or an :class:`~nfkit.annealing.AnnealedImportanceSampler`
+            (see :func:`nfkit.ais`); the weights stay exact and their variance falls.
 
     Returns:
         :class:`ImportanceSamples` with ``ess``, ``log_z``, ``log_z_se``, ``expectation`` and
@@ -142,6 +147,17 @@ def importance(
     """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
+    if ais is not None:
+        from nfkit.annealing import AnnealedImportanceSampler  # annealing builds on this module
+
+        if context is not None:
+            raise ValueError("annealing a conditional flow is not supported: drop ais= or context=")
+        sampler = (
+            ais
+            if isinstance(ais, AnnealedImportanceSampler)
+            else AnnealedImportanceSampler(ais, adapt=False)
+        )
+        return sampler.sample(flow, log_prob_fn, n, batch_size=batch_size)
     samples, log_weights = [], []
     was_training = flow.training
     flow.eval()

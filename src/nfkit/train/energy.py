@@ -1,6 +1,10 @@
-r"""Training against an energy: ``fit_energy(flow, log_prob_fn, ...)`` minimizes the reverse
-Kullback–Leibler divergence from samples of the flow, optionally mixed with maximum likelihood on
-whatever samples exist (the Boltzmann-generator loss of Noé et al. 2019, Science 365, eq. 3–5).
+r"""Training against an energy: ``fit_energy(flow, log_prob_fn, method=...)``.
+
+``method="reverse_kl"`` (the default) minimizes the reverse Kullback–Leibler divergence from
+samples of the flow, optionally mixed with maximum likelihood on whatever samples exist (the
+Boltzmann-generator loss of Noé et al. 2019, Science 365, eq. 3–5); ``"fab"`` minimizes the
+mass-covering :math:`\alpha=2` divergence through annealed importance sampling
+(:mod:`nfkit.train.fab`); ``"forward_kl"`` is maximum likelihood on samples of the target.
 
 With :math:`x = f_\theta(z)`, :math:`z \sim \mu_0` (reparametrized), and
 :math:`\log\tilde p = -u/T`,
@@ -22,12 +26,36 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nfkit.annealing import AnnealedImportanceSampler
 from nfkit.distributions.base import Distribution
 from nfkit.reweight import kish_ess
 from nfkit.train.callbacks import NonFiniteLossError
+from nfkit.train.fab import FABObjective, ObjectiveState
 from nfkit.train.fit import History, fit
 
-__all__ = ["EnergyObjective", "fit_energy"]
+__all__ = ["EnergyObjective", "fit_energy", "tempered"]
+
+METHODS = ("reverse_kl", "fab", "forward_kl")
+
+
+def tempered(
+    log_prob_fn: Callable[[Tensor], Tensor], temperature: float, max_energy: float | None
+) -> Callable[[Tensor], Tensor]:
+    r""":math:`\log\tilde p(x) / T`, with energies :math:`E = -\log\tilde p / T` above
+    :math:`E_{max}` softened to :math:`E_{max} + \log(1 + E - E_{max})` (Noé et al. 2019,
+    Methods) when ``max_energy`` is given.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+
+    def log_target(x: Tensor) -> Tensor:
+        log_p = log_prob_fn(x).to(x.dtype) / temperature
+        if max_energy is None:
+            return log_p
+        excess = torch.relu(-log_p - max_energy)
+        return log_p + excess - torch.log1p(excess)
+
+    return log_target
 
 
 class EnergyObjective:
@@ -57,16 +85,9 @@ class EnergyObjective:
             raise ValueError(f"need samples >= 1 and temperature > 0, got {samples}, {temperature}")
         self.log_prob_fn, self.samples, self.temperature = log_prob_fn, samples, temperature
         self.kl_weight, self.ml_weight, self.max_energy = kl_weight, ml_weight, max_energy
+        self.log_target = tempered(log_prob_fn, temperature, max_energy)
         self._ess: list[float] = []
         self._nonfinite = 0
-
-    def log_target(self, x: Tensor) -> Tensor:
-        r""":math:`\log\tilde p(x) / T`, with the high-energy softening when asked for."""
-        log_p = self.log_prob_fn(x).to(x.dtype) / self.temperature
-        if self.max_energy is None:
-            return log_p
-        excess = torch.relu(-log_p - self.max_energy)
-        return log_p + excess - torch.log1p(excess)
 
     def __call__(self, distribution: Distribution, batch: Tensor | None, context: Any) -> Tensor:
         x, log_q = distribution.sample_and_log_prob((self.samples,))
@@ -102,6 +123,7 @@ def fit_energy(
     distribution: Distribution,
     log_prob_fn: Callable[[Tensor], Tensor],
     *,
+    method: str = "reverse_kl",
     epochs: int = 10,
     steps_per_epoch: int = 100,
     batch_size: int = 256,
@@ -110,37 +132,59 @@ def fit_energy(
     kl_weight: float = 1.0,
     ml_weight: float = 1.0,
     max_energy: float | None = None,
+    ais: AnnealedImportanceSampler | None = None,
+    replay: bool = True,
+    replay_batches: int = 4,
+    buffer_size: int | None = None,
     **fit_options: Any,
 ) -> History:
-    r"""Train a flow to sample :math:`p \propto \exp(\text{log\_prob\_fn}/T)` by reverse KL.
+    r"""Train a flow to sample :math:`p \propto \exp(\text{log\_prob\_fn}/T)`.
 
     Args:
         distribution: the flow (any distribution with reparametrized
             ``sample_and_log_prob``, including a
-            :class:`~nfkit.stochastic.StochasticNormalizingFlow`).
+            :class:`~nfkit.stochastic.StochasticNormalizingFlow` for reverse KL; FAB needs a
+            tractable ``log_prob``).
         log_prob_fn: :math:`\log\tilde p`, points ``(N, D)`` to ``(N,)``, differentiable
             (e.g. a :class:`nfkit.targets.Target`, or ``lambda x: -energy(x)``).
+        method: ``"reverse_kl"`` (:math:`\mathrm{KL}(q\|p)` from the flow's samples, plus
+            maximum likelihood on ``data`` if given: mode-seeking, cheap per step);
+            ``"fab"`` (Midgley et al. 2023: the :math:`\alpha=2` divergence through AIS
+            towards :math:`p^2/q`, mass-covering, several target evaluations per sample; see
+            :mod:`nfkit.train.fab`); ``"forward_kl"`` (maximum likelihood on ``data``,
+            samples of the target, e.g. from MD).
         epochs: epochs; without ``data`` an epoch is ``steps_per_epoch`` steps.
         steps_per_epoch: steps per epoch when there is no data.
-        batch_size: flow samples per step (and data rows per step with ``data``).
+        batch_size: flow samples (reverse KL) or AIS chains (FAB) per step, and data rows per
+            step with ``data``.
         temperature: :math:`T`; the target is :math:`\tilde p^{1/T}`.
-        data: optional samples of the target (e.g. from MD), shape ``(N, D)``; each step then
-            adds ``ml_weight`` times their negative log-likelihood, and an epoch is a pass
-            over them.
+        data: samples of the target, shape ``(N, D)``: with reverse KL each step adds
+            ``ml_weight`` times their negative log-likelihood and an epoch is a pass over
+            them; ``forward_kl`` trains on them alone.
         kl_weight: weight of the reverse-KL term.
         ml_weight: weight of the maximum-likelihood term (with ``data``).
-        max_energy: soften energies above this value (see :class:`EnergyObjective`).
+        max_energy: soften energies above this value (see :func:`tempered`).
+        ais: FAB's annealing, an :class:`~nfkit.annealing.AnnealedImportanceSampler`
+            (default: 2 intermediate densities, one HMC step of 5 leapfrog steps each, step
+            sizes adapted to 0.65 acceptance).
+        replay: FAB with the prioritized replay buffer (the paper's better variant).
+        replay_batches: FAB steps per AIS run with the buffer.
+        buffer_size: the buffer's capacity (default ``100 * batch_size``), filled to a tenth
+            before the first step.
         **fit_options: any other keyword of :func:`nfkit.fit`, meaning the same there: ``lr``
             (Adam's, 1e-3), ``lr_schedule``, ``clip_grad_norm``, ``seed`` (seeds the flow's
             samples; needed for ``checkpoint``), ``verbose``, ``callbacks``, ``checkpoint`` and
-            ``resume`` (an interrupted run ends as an uninterrupted one), ``patience``, and
-            ``validation_data``: exact target samples, if any, whose NLL under the flow is
-            logged per epoch as ``val_loss`` (a forward-KL check of mode coverage).
+            ``resume`` (an interrupted run ends as an uninterrupted one; FAB's buffer and step
+            sizes are in the checkpoint), ``patience``, and ``validation_data``: exact target
+            samples, if any, whose NLL under the flow is logged per epoch as ``val_loss`` (a
+            forward-KL check of mode coverage).
 
     Returns:
-        A :class:`History` with ``loss`` (the KL loss; plus :math:`\log Z` it is
-        :math:`\mathrm{KL}(q\|p)`), ``ess`` (mean normalized Kish ESS of the epoch's batches),
-        ``nonfinite`` and ``lr`` per epoch.
+        A :class:`History` with ``loss`` and ``lr`` per epoch, and: for reverse KL ``ess``
+        (mean normalized Kish ESS of the epoch's batches; the loss plus :math:`\log Z` is
+        :math:`\mathrm{KL}(q\|p)`) and ``nonfinite``; for FAB ``ess`` (the flow's own
+        samples), ``ais_ess``, ``acceptance`` and ``nonfinite`` (see
+        :class:`~nfkit.train.fab.FABObjective`).
 
     Example:
         >>> import torch, nfkit, nfkit.distributions as nfd, nfkit.bijectors as nfb
@@ -153,6 +197,39 @@ def fit_energy(
         (tensor([3., 3.]), 1.0)
 
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "forward_kl":
+        if data is None:
+            raise ValueError("method='forward_kl' needs data=: samples of the target")
+        return fit(distribution, data, epochs=epochs, batch_size=batch_size, **fit_options)
+    if method == "fab":
+        if data is not None:
+            raise ValueError(
+                "method='fab' draws its own samples; pass data= to 'reverse_kl' (as a "
+                "maximum-likelihood term) or 'forward_kl'"
+            )
+        sampler = ais if ais is not None else AnnealedImportanceSampler(2)
+        objective: Any = FABObjective(
+            tempered(log_prob_fn, temperature, max_energy),
+            batch_size,
+            sampler,
+            replay=replay,
+            replay_batches=replay_batches,
+            buffer_size=buffer_size,
+        )
+        # First among the extra callbacks: a resumed run finds its state at the same place.
+        callbacks = [ObjectiveState(objective), *fit_options.pop("callbacks", ())]
+        return fit(
+            distribution,
+            None,
+            epochs=epochs,
+            batch_size=batch_size,
+            objective=objective,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            **fit_options,
+        )
     objective = EnergyObjective(
         log_prob_fn,
         batch_size,

@@ -19,6 +19,7 @@ from nfkit.distributions.base import evaluation_mode
 from nfkit.distributions.mixture import MixtureSameFamily
 from nfkit.distributions.simple import MultivariateNormalTriL
 from nfkit.distributions.transformed import TransformedDistribution
+from nfkit.nets import AutoregressiveNetwork
 from nfkit.train.loop import mean_nll
 
 __all__ = [
@@ -168,7 +169,9 @@ def starts_at_mixture(flow: str, components: int, *, conditional: bool, standard
 class FlowStart:
     r"""A flow whose base is :func:`mixture_start`'s mixture, and the means to keep that start.
 
-    Every nfkit flow layer starts at the identity, so ``FlowStart(flow, rows).model`` starts
+    Every nfkit flow layer starts at the identity (the MADEs' output layers are set to zero
+    here, as they start by default, in case one was built with ``zero_last=False``), so
+    ``FlowStart(flow, rows).model`` starts
     as the mixture that fits the rows by BIC (the data's Gaussian when one component wins)
     and training bends it from there. :meth:`keep_if_better`, called after training with the
     validation NLL of the kept epoch, restores the start when no epoch beat it, so the result
@@ -195,6 +198,9 @@ class FlowStart:
     ) -> None:
         # Fitted where the base lives: through the untrained layers (at the start, the identity
         # up to the permutations between layers), so that the flow starts at the mixture.
+        for module in flow.modules():
+            if isinstance(module, AutoregressiveNetwork):
+                module.zero_output()
         values = torch.as_tensor(np.asarray(rows), dtype=torch.get_default_dtype())
         with evaluation_mode(flow):
             latent = flow.bijector.inverse(values)

@@ -1,0 +1,176 @@
+r"""A real molecule: alanine dipeptide (Ace-Ala-Nme, 22 atoms) with its energy and forces from
+OpenMM, the standard test of Boltzmann generators (Noé et al. 2019, Science 365; Midgley et
+al. 2023, ICLR).
+
+The force field is openmmtools' alanine-dipeptide test system: Amber ff96, no cutoff, no
+constraints, in vacuum or in OBC1 implicit solvent (the systems ``AlanineDipeptideVacuum`` and
+``AlanineDipeptideImplicit`` build), read from the files that ship with openmmtools (nothing is
+downloaded). At temperature :math:`T`,
+
+.. math:: \log\tilde p(x) = -\frac{U(x)}{k_B T}, \qquad
+          \nabla_x \log\tilde p(x) = \frac{F(x)}{k_B T},
+
+with :math:`x` the 66 Cartesian coordinates in nanometres, :math:`U` in kJ/mol and
+:math:`F = -\nabla U` the forces OpenMM returns. ``log_prob`` is differentiable once (its
+gradient is the forces); ``log_z`` is unknown.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nfkit.targets.base import Target
+
+__all__ = ["AlanineDipeptide"]
+
+MOLAR_GAS_CONSTANT = 8.314462618e-3  # kJ / (mol K)
+_INSTALL = "pip install openmm && pip install --no-deps openmmtools"
+
+
+def _openmm() -> Any:
+    try:
+        import openmm
+    except ImportError as err:
+        raise ImportError(f"AlanineDipeptide needs OpenMM: {_INSTALL}") from err
+    return openmm
+
+
+def openmmtools_data(name: str) -> Path:
+    """A file of openmmtools' ``data`` folder, found without importing openmmtools (its
+    modules need packages that the data files do not).
+    """
+    spec = importlib.util.find_spec("openmmtools")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"AlanineDipeptide reads openmmtools' data files: {_INSTALL}")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing from this openmmtools installation")
+    return path
+
+
+class _Energy(torch.autograd.Function):
+    """:math:`-U/k_BT` of rows ``(B, 66)`` with its gradient from OpenMM's forces."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, target: AlanineDipeptide) -> Tensor:
+        log_p, grad = target._evaluate(x.detach().cpu().double().numpy())
+        ctx.save_for_backward(torch.from_numpy(grad).to(x))
+        return torch.from_numpy(log_p).to(x)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
+        (grad,) = ctx.saved_tensors
+        return grad_output[:, None] * grad, None
+
+
+class AlanineDipeptide(Target):
+    r"""Alanine dipeptide's Boltzmann density :math:`e^{-U(x)/k_BT}` on :math:`\mathbb
+    R^{66}` (22 atoms x 3, nm), energies and forces from OpenMM (see the module).
+
+    Args:
+        solvent: ``"vacuum"`` or ``"implicit"`` (OBC1 generalized Born).
+        temperature: :math:`T` in kelvin.
+        platform: the OpenMM platform (``"Reference"`` is fastest for 22 atoms in vacuum,
+            ``"CPU"`` with implicit solvent).
+
+    Attributes:
+        positions: the conformation shipped with the force field, ``(22, 3)`` nm (float64).
+        kT: :math:`k_B T` in kJ/mol.
+        atoms: the atom names (``"ALA2:CA"``, ...), in coordinate order.
+
+    Example:
+        >>> from nfkit.targets import AlanineDipeptide
+        >>> target = AlanineDipeptide()
+        >>> x = target.positions.reshape(1, 66)
+        >>> round(float(target.energy(x)) * target.kT, 2)  # kJ/mol
+        -88.09
+
+    """
+
+    phi_atoms = (4, 6, 8, 14)  # C(Ace) - N - CA - C
+    psi_atoms = (6, 8, 14, 16)  # N - CA - C - N(Nme)
+
+    def __init__(
+        self, solvent: str = "vacuum", temperature: float = 300.0, *, platform: str = "Reference"
+    ) -> None:
+        super().__init__()
+        if solvent not in ("vacuum", "implicit"):
+            raise ValueError(f"solvent must be 'vacuum' or 'implicit', got {solvent!r}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive (kelvin), got {temperature}")
+        mm = _openmm()
+        from openmm import app, unit
+
+        folder = "alanine-dipeptide-gbsa"
+        prmtop = app.AmberPrmtopFile(str(openmmtools_data(f"{folder}/alanine-dipeptide.prmtop")))
+        crd = app.AmberInpcrdFile(str(openmmtools_data(f"{folder}/alanine-dipeptide.crd")))
+        self.system = prmtop.createSystem(
+            implicitSolvent=None if solvent == "vacuum" else app.OBC1,
+            constraints=None,
+            nonbondedCutoff=None,
+        )
+        self.topology = prmtop.topology
+        self.atoms = [
+            f"{a.residue.name}{a.residue.index + 1}:{a.name}" for a in self.topology.atoms()
+        ]
+        self.dim, self.solvent, self.temperature = 66, solvent, temperature
+        self.kT = MOLAR_GAS_CONSTANT * temperature
+        positions = np.asarray(crd.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        self.positions: Tensor
+        self.register_buffer("positions", torch.from_numpy(positions.astype(np.float64)))
+        self._context = mm.Context(
+            self.system, mm.VerletIntegrator(1e-3), mm.Platform.getPlatformByName(platform)
+        )
+        self._unit = unit
+
+    def _evaluate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r""":math:`\log\tilde p` and its gradient for rows ``(B, 66)``; ``-inf`` (gradient 0)
+        where OpenMM cannot evaluate a row or the energy is not finite.
+        """
+        kj, nm = self._unit.kilojoule_per_mole, self._unit.nanometer
+        log_p = np.full(rows.shape[0], -math.inf)
+        grad = np.zeros_like(rows)
+        for i, row in enumerate(rows):
+            if not np.isfinite(row).all():
+                log_p[i] = math.nan
+                continue
+            self._context.setPositions(row.reshape(22, 3))
+            state = self._context.getState(getEnergy=True, getForces=True)
+            energy = state.getPotentialEnergy().value_in_unit(kj)
+            forces = state.getForces(asNumpy=True).value_in_unit(kj / nm)
+            if math.isfinite(energy) and np.isfinite(forces).all():
+                log_p[i] = -energy / self.kT
+                grad[i] = forces.reshape(-1) / self.kT
+        return log_p, grad
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        self._check(x)
+        flat = x.reshape(-1, self.dim)
+        return _Energy.apply(flat, self).reshape(x.shape[:-1])
+
+    def dihedrals(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The backbone torsions :math:`(\phi, \psi)` in radians, :math:`(-\pi, \pi]`, of points
+        ``(..., 66)``: the Ramachandran coordinates.
+        """
+        atoms = x.reshape(*x.shape[:-1], 22, 3)
+        return _dihedral(atoms, self.phi_atoms), _dihedral(atoms, self.psi_atoms)
+
+
+def _dihedral(atoms: Tensor, index: tuple[int, int, int, int]) -> Tensor:
+    """The torsion angle of four atoms (IUPAC sign convention)."""
+    p0, p1, p2, p3 = (atoms[..., i, :] for i in index)
+    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
+    b1 = b1 / b1.norm(dim=-1, keepdim=True)
+    v = b0 - (b0 * b1).sum(-1, keepdim=True) * b1
+    w = b2 - (b2 * b1).sum(-1, keepdim=True) * b1
+    x = (v * w).sum(-1)
+    y = (torch.cross(b1, v, dim=-1) * w).sum(-1)
+    return torch.atan2(y, x)
