@@ -57,6 +57,11 @@ BIJECTORS: dict[str, Case] = {
     "Sigmoid": Case(nfb.Sigmoid),
     "Sigmoid(low, high)": Case(lambda: nfb.Sigmoid(low=[-2.0, 0.0, 1.0], high=[4.0, 0.5, 3.0])),
     "Reciprocal": Case(nfb.Reciprocal, domain="positive"),
+    "InternalCoordinates": Case(
+        lambda: nfb.InternalCoordinates([[0], [1, 0], [2, 1, 0], [3, 2, 1, 0], [4, 1, 0, 2]]),
+        size=15,
+        domain="internal",
+    ),
     "Invert(Sigmoid(low, high))": Case(
         lambda: nfb.Invert(nfb.Sigmoid(low=0.0, high=1.0)), domain="unit"
     ),
@@ -250,6 +255,7 @@ def _inputs(case: Case, shape: tuple[int, ...]) -> torch.Tensor:
         "unit": u,
         "symmetric-unit": 2.0 * u - 1.0,
         "angle": 6.0 * u - 3.0,  # inside [-pi, pi)
+        "internal": 0.3 + 2.5 * u,  # positive bonds, angles in (0, pi), torsions in (-pi, pi)
     }[case.domain]
 
 

@@ -89,3 +89,81 @@ def test_ramachandran_angles_follow_the_torsion_convention():
     assert float(phi2) == pytest.approx(float(phi), abs=1e-9)
     assert math.remainder(float(psi2 - psi) - angle, 2 * math.pi) == pytest.approx(0.0, abs=1e-9)
     assert nfkit.targets.AlanineDipeptide is AlanineDipeptide
+
+
+def test_internal_coordinates_rebuild_the_molecule_and_carry_the_global_motion_first():
+    target = AlanineDipeptide()
+    ic = nfkit.bijectors.InternalCoordinates(target.zmatrix())
+    x = target.positions.reshape(1, 66)
+    z = ic.inverse(x)
+    torch.testing.assert_close(ic.forward(z), x, atol=1e-12, rtol=0)
+    bonds = z.reshape(22, 3)[1:, 0]
+    assert torch.all((bonds > 0.09) & (bonds < 0.16))  # nm: C-H ~0.109 to C-C ~0.153
+    # Moving the first six values (translation, two rotations) and row 2's torsion (the third
+    # rotation) moves the molecule rigidly: the energy stays.
+    moved = z.clone().reshape(22, 3)
+    moved[0] += torch.tensor([0.3, -1.0, 2.0], dtype=z.dtype)
+    moved[1, 1:] += torch.tensor([0.4, -0.8], dtype=z.dtype)
+    moved[2, 2] += 1.1
+    x2 = ic.forward(moved.reshape(1, 66))
+    assert float((x2 - x).abs().max()) > 0.5
+    torch.testing.assert_close(target.log_prob(x2), target.log_prob(x), atol=1e-6, rtol=1e-9)
+    # A torsion later in the Z-matrix is internal: changing it changes the energy.
+    bent = z.clone().reshape(22, 3)
+    bent[10, 2] += 1.0
+    change = target.log_prob(ic.forward(bent.reshape(1, 66))) - target.log_prob(x)
+    assert abs(float(change)) > 0.1
+
+
+def test_internal_target_has_the_volume_of_the_removed_rotations():
+    # Two independent standard normal bond vectors: bonds are chi(3), the angle between them
+    # has density sin(a) / 2 -- in internal coordinates, up to one constant.
+    class Chain3(nfkit.targets.Target):
+        dim = 9
+
+        def log_prob(self, x):
+            p = x.reshape(*x.shape[:-1], 3, 3)
+            return -0.5 * ((p[..., 1, :] - p[..., 0, :]).square().sum(-1)
+                           + (p[..., 2, :] - p[..., 1, :]).square().sum(-1))  # fmt: skip
+
+    target = nfkit.targets.InternalTarget(Chain3(), [[0], [1, 0], [2, 1, 0]])
+    assert target.dim == 3 and target.bonds == [0, 1] and target.angles == [2]
+    g = torch.Generator().manual_seed(0)
+    z = torch.rand(50, 3, generator=g, dtype=torch.float64) * torch.tensor([3.0, 3.0, 3.1])
+    z = z + torch.tensor([0.05, 0.05, 0.02], dtype=torch.float64)
+    exact = (2 * z[:, :2].log() - 0.5 * z[:, :2].square()).sum(-1) + z[:, 2].sin().log()
+    difference = target.log_prob(z) - exact
+    assert float(difference.max() - difference.min()) < 1e-10
+
+
+def test_alanine_in_internal_coordinates():
+    molecule = AlanineDipeptide()
+    target = nfkit.targets.InternalTarget(molecule, molecule.zmatrix())
+    assert target.dim == 60 and len(target.torsions) == 19 and len(target.bonds) == 21
+    z = target.from_cartesian(molecule.positions.reshape(1, 66))
+    torch.testing.assert_close(target.from_cartesian(target.to_cartesian(z)), z)
+    assert torch.isfinite(target.log_prob(z)).all()
+    # The rebuilt molecule has the same shape: the same energy as the shipped conformation.
+    torch.testing.assert_close(
+        molecule.log_prob(target.to_cartesian(z)),
+        molecule.log_prob(molecule.positions.reshape(1, 66)),
+    )
+
+
+def test_langevin_dynamics_samples_at_the_temperature():
+    # Near a minimum the potential energy is about a sum of 3N - 6 = 60 harmonic modes: its
+    # mean above the minimum is 30 kT, its standard deviation sqrt(30) kT.
+    from nfkit.targets.molecules import molecular_dynamics
+
+    target = AlanineDipeptide(temperature=300.0)
+    context = openmm.Context(target.system, openmm.VerletIntegrator(1e-3))
+    context.setPositions(target.positions.numpy())
+    openmm.LocalEnergyMinimizer.minimize(context, 1e-3)
+    state = context.getState(getEnergy=True)
+    u_min = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) / target.kT
+    x = molecular_dynamics(target, 400, interval=250, equilibration=20_000, seed=3)
+    excess = -target.log_prob(x) - u_min
+    assert 24 < float(excess.mean()) < 36
+    assert 3.5 < float(excess.std()) < 7.5
+    hot = molecular_dynamics(AlanineDipeptide(temperature=600.0), 400, interval=250, seed=3)
+    assert float((-target.log_prob(hot) - u_min).mean()) > 45  # twice as hot: about 60 kT(300)

@@ -27,6 +27,7 @@ from nfkit.bijectors.elementwise import (
     Softplus,
     Tanh,
 )
+from nfkit.bijectors.internal import InternalCoordinates, zmatrix_from_bonds
 from nfkit.bijectors.multiscale import (
     FactorOut,
     FlatImage,
@@ -41,8 +42,10 @@ from nfkit.bijectors.sequence import SqueezeTime, WaveNetCoupling
 __all__ = [
     "AngleFeatures",
     "CircularCoupling",
+    "InternalCoordinates",
     "CircularSpline",
     "wrap_angle",
+    "zmatrix_from_bonds",
     "SqueezeTime",
     "WaveNetCoupling",
     "FactorOut",

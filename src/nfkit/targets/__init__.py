@@ -6,7 +6,8 @@ normalizer :math:`\log Z` and exact samples, for :func:`nfkit.fit_energy` and
 - :class:`GaussianMixture` — FAB's 40-mode 2-D mixture by default.
 - :func:`rezende` ``("U1" … "U4")`` — Rezende & Mohamed 2015, Table 1.
 - :class:`MullerBrown` — the Müller–Brown potential at an inverse temperature.
-- :class:`AlanineDipeptide` — a real molecule, energies and forces from OpenMM.
+- :class:`AlanineDipeptide` — a real molecule, energies and forces from OpenMM;
+  :class:`InternalTarget` — any molecule in its internal coordinates.
 - :class:`DataDensity` — the benchmarks' 2-D data densities (moons, ...), normalized.
 - :class:`Target`, :class:`Box2D` — the protocol, and a 2-D density made proper by a wall.
 """
@@ -14,7 +15,7 @@ normalizer :math:`\log Z` and exact samples, for :func:`nfkit.fit_energy` and
 from nfkit.targets.base import Box2D, Target
 from nfkit.targets.data2d import DATA_TARGETS, DataDensity
 from nfkit.targets.mixtures import GaussianMixture
-from nfkit.targets.molecules import AlanineDipeptide
+from nfkit.targets.molecules import AlanineDipeptide, InternalTarget
 from nfkit.targets.potentials import MullerBrown, muller_brown_energy, rezende
 from nfkit.targets.wells import DoubleWell, ManyWell
 
@@ -25,6 +26,7 @@ __all__ = [
     "DataDensity",
     "DoubleWell",
     "GaussianMixture",
+    "InternalTarget",
     "ManyWell",
     "MullerBrown",
     "Target",

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nfkit.bijectors.internal import InternalCoordinates, dihedral, zmatrix_from_bonds
 from nfkit.targets.base import Target
 
-__all__ = ["AlanineDipeptide"]
+__all__ = ["AlanineDipeptide", "InternalTarget", "molecular_dynamics"]
 
 MOLAR_GAS_CONSTANT = 8.314462618e-3  # kJ / (mol K)
 _INSTALL = "pip install openmm && pip install --no-deps openmmtools"
@@ -161,16 +162,114 @@ class AlanineDipeptide(Target):
         ``(..., 66)``: the Ramachandran coordinates.
         """
         atoms = x.reshape(*x.shape[:-1], 22, 3)
-        return _dihedral(atoms, self.phi_atoms), _dihedral(atoms, self.psi_atoms)
+        phi, psi = ([atoms[..., i, :] for i in index] for index in (self.phi_atoms, self.psi_atoms))
+        return dihedral(*phi), dihedral(*psi)
+
+    def zmatrix(self, root: int = 8) -> list[list[int]]:
+        """A Z-matrix along the molecule's bonds, breadth-first from ``root`` (the alpha
+        carbon), for :class:`~nfkit.bijectors.InternalCoordinates`.
+        """
+        bonds = [(a.index, b.index) for a, b in self.topology.bonds()]
+        return zmatrix_from_bonds(bonds, 22, root)
 
 
-def _dihedral(atoms: Tensor, index: tuple[int, int, int, int]) -> Tensor:
-    """The torsion angle of four atoms (IUPAC sign convention)."""
-    p0, p1, p2, p3 = (atoms[..., i, :] for i in index)
-    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
-    b1 = b1 / b1.norm(dim=-1, keepdim=True)
-    v = b0 - (b0 * b1).sum(-1, keepdim=True) * b1
-    w = b2 - (b2 * b1).sum(-1, keepdim=True) * b1
-    x = (v * w).sum(-1)
-    y = (torch.cross(b1, v, dim=-1) * w).sum(-1)
-    return torch.atan2(y, x)
+class InternalTarget(Target):
+    r"""A molecular target in its :math:`3N - 6` internal coordinates, the global position and
+    orientation removed (Noé et al. 2019): what a flow over bonds, angles and torsions learns.
+
+    With :math:`z` the :class:`~nfkit.bijectors.InternalCoordinates` of a Z-matrix, drop row
+    0 (translation), the polar angle and azimuth of row 1 and the torsion of row 2 (the three
+    rotations); the energy does not depend on them, and integrating them out of
+    :math:`\tilde p(x)\,|\det\partial x/\partial z|` leaves, up to a constant,
+
+    .. math:: \log\tilde p_{int}(z) = \log\tilde p(x(z)) + 2\log b_1
+              + \sum_{r \ge 2}\big(2\log b_r + \log\sin\theta_r\big).
+
+    Coordinates, in order: row 1's bond, row 2's bond and angle, then (bond, angle, torsion) of
+    every later row; ``torsions`` gives the indices of the torsions (angles in
+    :math:`(-\pi, \pi]`, for circular layers), ``bonds`` and ``angles`` the others.
+
+    Args:
+        target: a :class:`Target` on Cartesian positions ``(..., 3N)``.
+        zmatrix: its Z-matrix (e.g. ``AlanineDipeptide().zmatrix()``).
+
+    """
+
+    def __init__(self, target: Target, zmatrix: list[list[int]]) -> None:
+        super().__init__()
+        self.target = target
+        self.transform = InternalCoordinates(zmatrix)
+        rows = len(zmatrix)
+        self.dim = 3 * rows - 6
+        keep = [3, 6, 7, *range(9, 3 * rows)]  # row 1 bond; row 2 bond, angle; the rest
+        self.register_buffer("keep", torch.tensor(keep))
+        self.bonds = [i for i, k in enumerate(keep) if k % 3 == 0]
+        self.angles = [i for i, k in enumerate(keep) if k % 3 == 1]
+        self.torsions = [i for i, k in enumerate(keep) if k % 3 == 2]
+
+    def to_cartesian(self, z: Tensor) -> Tensor:
+        """Positions ``(..., 3N)`` in a fixed frame (first atom at the origin)."""
+        self._check(z)
+        full = z.new_zeros((*z.shape[:-1], 3 * self.transform.atoms))
+        full[..., 4] = torch.pi / 2  # row 1's polar angle: any fixed orientation will do
+        full[..., self.keep] = z
+        return self.transform.forward(full)
+
+    def from_cartesian(self, x: Tensor) -> Tensor:
+        """The internal coordinates ``(..., 3N - 6)`` of positions ``(..., 3N)``."""
+        return self.transform.inverse(x)[..., self.keep]
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        x = self.to_cartesian(z)
+        bonds, angles = z[..., self.bonds], z[..., self.angles]
+        volume = 2 * bonds.log().sum(-1) + angles.sin().log().sum(-1)
+        return self.target.log_prob(x) + volume
+
+
+def molecular_dynamics(
+    target: AlanineDipeptide,
+    samples: int,
+    *,
+    interval: int = 500,
+    equilibration: int = 10_000,
+    timestep_fs: float = 1.0,
+    friction_per_ps: float = 1.0,
+    seed: int = 0,
+    start: Tensor | None = None,
+) -> Tensor:
+    r"""Reference samples of ``target`` by Langevin dynamics in OpenMM (the BAOAB-type
+    ``LangevinMiddleIntegrator``, Zhang et al. 2019) at the target's temperature.
+
+    Args:
+        target: the molecule.
+        samples: positions to return, one every ``interval`` steps after ``equilibration``.
+        interval: steps between samples.
+        equilibration: steps discarded first.
+        timestep_fs: the time step in femtoseconds (1 fs: no bond is constrained).
+        friction_per_ps: the collision rate.
+        seed: the integrator's random seed (OpenMM's, in ``[1, 2^31)``).
+        start: starting positions ``(66,)`` (default: the shipped conformation).
+
+    Returns:
+        ``(samples, 66)`` positions in nm, float64.
+
+    """
+    mm = _openmm()
+    unit = target._unit
+    integrator = mm.LangevinMiddleIntegrator(
+        target.temperature * unit.kelvin,
+        friction_per_ps / unit.picosecond,
+        timestep_fs * unit.femtosecond,
+    )
+    integrator.setRandomNumberSeed(seed + 1)
+    context = mm.Context(target.system, integrator, mm.Platform.getPlatformByName("Reference"))
+    positions = target.positions if start is None else start.reshape(22, 3)
+    context.setPositions(positions.detach().cpu().double().numpy())
+    context.setVelocitiesToTemperature(target.temperature * unit.kelvin, seed + 1)
+    integrator.step(equilibration)
+    out = np.empty((samples, 66))
+    for i in range(samples):
+        integrator.step(interval)
+        state = context.getState(getPositions=True)
+        out[i] = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer).reshape(-1)
+    return torch.from_numpy(out)
