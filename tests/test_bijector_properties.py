@@ -57,6 +57,21 @@ BIJECTORS: dict[str, Case] = {
     "Sigmoid": Case(nfb.Sigmoid),
     "Sigmoid(low, high)": Case(lambda: nfb.Sigmoid(low=[-2.0, 0.0, 1.0], high=[4.0, 0.5, 3.0])),
     "Reciprocal": Case(nfb.Reciprocal, domain="positive"),
+    "MixedCoupling": Case(
+        lambda: nfb.MixedCoupling(2, angles=[1, 3], bins=4, hidden_units=[8]),
+        size=5,
+        domain="angle",
+    ),
+    "MixedCoupling(kept angles only)": Case(
+        lambda: nfb.MixedCoupling(2, angles=[0, 1], bins=4, hidden_units=[8]),
+        size=4,
+        domain="angle",
+    ),
+    "MixedCoupling(transformed angles only)": Case(
+        lambda: nfb.MixedCoupling(1, angles=[1, 2], bins=4, hidden_units=[8]),
+        size=3,
+        domain="angle",
+    ),
     "InternalCoordinates": Case(
         lambda: nfb.InternalCoordinates([[0], [1, 0], [2, 1, 0], [3, 2, 1, 0], [4, 1, 0, 2]]),
         size=15,

@@ -222,3 +222,20 @@ def test_tfp_name_and_validate_args_are_kept_shown_and_saved(tmp_path):
     back = nfkit.load(nfkit.save(d, tmp_path / "d.safetensors"))
     assert back.name == "box" and back.validate_args
     assert nfb.Exp(name="e").name == "e" and "'e'" in repr(nfb.Exp(name="e"))
+
+
+def test_blockwise_puts_each_block_in_its_columns_and_refuses_bad_blocks():
+    import math
+
+    angles = nfd.Independent(nfd.Uniform(-math.pi * torch.ones(2), math.pi), 1)
+    normal = nfd.MultivariateNormalDiag(loc=[10.0])
+    base = nfd.Blockwise([angles, normal], [[0, 2], [1]])
+    x = base.sample(2000)
+    assert x.shape == (2000, 3) and abs(float(x[:, 1].mean()) - 10.0) < 0.2
+    assert bool((x[:, [0, 2]].abs() <= math.pi).all())
+    expected = angles.log_prob(x[:, [0, 2]]) + normal.log_prob(x[:, [1]])
+    torch.testing.assert_close(base.log_prob(x), expected)
+    with pytest.raises(ValueError, match="once each"):
+        nfd.Blockwise([angles, normal], [[0, 1], [1]])
+    with pytest.raises(ValueError, match="event shape"):
+        nfd.Blockwise([angles, normal], [[0], [1, 2]])

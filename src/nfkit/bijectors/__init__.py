@@ -15,7 +15,13 @@ from nfkit.bijectors.autoregressive import (
     MaskedAutoregressiveFlow,
 )
 from nfkit.bijectors.base import Bijector, Chain, Invert, NotInvertibleError
-from nfkit.bijectors.circular import AngleFeatures, CircularCoupling, CircularSpline, wrap_angle
+from nfkit.bijectors.circular import (
+    AngleFeatures,
+    CircularCoupling,
+    CircularSpline,
+    MixedCoupling,
+    wrap_angle,
+)
 from nfkit.bijectors.coupling import CouplingBijector, CouplingNetwork, RealNVP
 from nfkit.bijectors.elementwise import (
     Exp,
@@ -43,6 +49,7 @@ __all__ = [
     "AngleFeatures",
     "CircularCoupling",
     "InternalCoordinates",
+    "MixedCoupling",
     "CircularSpline",
     "wrap_angle",
     "zmatrix_from_bonds",

@@ -172,8 +172,9 @@ def zmatrix_from_bonds(
     bonds: Sequence[tuple[int, int]], atoms: int, root: int = 0
 ) -> list[list[int]]:
     """A Z-matrix from a molecule's bond graph: atoms in breadth-first order from ``root``,
-    each bonded to the atom that places it, its angle and torsion taken along bonds where the
-    graph allows (a sibling already placed otherwise).
+    each bonded to the atom that places it, its angle along bonds, its torsion about the same
+    bond as an already placed sibling's (relative to that sibling) or along bonds, and any
+    placed atom where the graph has too few.
 
     Raises:
         ValueError: the bonds do not connect every atom.
@@ -198,7 +199,14 @@ def zmatrix_from_bonds(
         while chain != -1 and len(refs) < min(len(rows), 3):
             refs.append(chain)
             chain = parent[chain]
-        for other in order[: len(rows)]:  # not enough ancestors: any placed atom will do
+        placed = order[: len(rows)]
+        siblings = [a for a in placed if parent[a] == parent[atom] and a not in refs]
+        if len(rows) >= 3 and len(refs) >= 2 and siblings:
+            # A torsion about the same bond as a sibling's, measured from that sibling: the
+            # three hydrogens of a methyl group then have near-constant torsions of +-120
+            # degrees instead of three copies of the group's rotation (Noé et al. 2019).
+            refs[2:] = [siblings[-1]]
+        for other in placed:  # not enough ancestors: any placed atom will do
             if len(refs) == min(len(rows), 3):
                 break
             if other not in refs:

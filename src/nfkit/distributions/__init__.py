@@ -1,6 +1,7 @@
 """Distributions: base densities and transformed distributions (TFP's ``tfd`` vocabulary)."""
 
 from nfkit.distributions.base import Distribution
+from nfkit.distributions.blockwise import Blockwise
 from nfkit.distributions.conditional import Conditional
 from nfkit.distributions.mixture import MixtureSameFamily
 from nfkit.distributions.simple import (
@@ -17,6 +18,7 @@ from nfkit.distributions.transformed import TransformedDistribution
 
 __all__ = [
     "AsTorchDistribution",
+    "Blockwise",
     "Conditional",
     "Distribution",
     "Independent",
