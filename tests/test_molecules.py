@@ -203,3 +203,23 @@ def test_the_zmatrix_measures_methyl_hydrogens_from_each_other():
     # Ace's methyl hydrogens 0, 2, 3 on carbon 1: the second and third torsions are taken from
     # the hydrogen placed before them, so they are near-constant (about +-120 degrees).
     assert by_atom[2][1:3] == [1, 4] and by_atom[2][3] == 0 and by_atom[3][3] == 2
+
+
+def test_the_alanine_example_runs_end_to_end(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "examples" / "alanine_dipeptide.py"
+    out = tmp_path / "ala.png"
+    subprocess.run(
+        [sys.executable, str(script), "--out", str(out), "--cache", str(tmp_path),
+         "--frames", "3000", "--epochs", "2", "--samples", "3000"],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert out.exists() and list(tmp_path.glob("alanine_md_3000_0.npy"))
+    assert 0 < summary["ess"] <= 1
+    md = summary["rows"]["MD (OpenMM, reference)"]
+    assert abs(md["kl_to_md"]) < 1e-12 and math.isfinite(md["delta_f"])
