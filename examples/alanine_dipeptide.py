@@ -126,7 +126,7 @@ def main() -> None:
     }
     reference = histogram(*angles["MD (OpenMM, reference)"][0])
     rows = {}
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.9), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 5.2), sharey=True)
     for ax, (name, ((phi, psi), weights)) in zip(axes, angles.items(), strict=True):
         h = histogram(phi, psi, weights)
         w = torch.ones_like(phi) if weights is None else weights
@@ -153,7 +153,7 @@ def main() -> None:
         f"flow ESS {result.ess:.3f}",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90)
     summary = {
