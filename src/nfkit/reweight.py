@@ -148,16 +148,14 @@ def importance(
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     if ais is not None:
-        from nfkit.annealing import AnnealedImportanceSampler  # annealing builds on this module
+        from nfkit.annealing import AnnealedImportanceSampler  # builds on this
+        from nfkit.annealing import ais as anneal
 
         if context is not None:
             raise ValueError("annealing a conditional flow is not supported: drop ais= or context=")
-        sampler = (
-            ais
-            if isinstance(ais, AnnealedImportanceSampler)
-            else AnnealedImportanceSampler(ais, adapt=False)
-        )
-        return sampler.sample(flow, log_prob_fn, n, batch_size=batch_size)
+        if isinstance(ais, AnnealedImportanceSampler):
+            return ais.sample(flow, log_prob_fn, n, batch_size=batch_size)
+        return anneal(flow, log_prob_fn, n, distributions=ais, batch_size=batch_size)
     samples, log_weights = [], []
     was_training = flow.training
     flow.eval()
