@@ -34,6 +34,7 @@ class Case:
     # None: parameters replaced by N(0, 0.4^2) draws; a number: built parameters jittered by
     # that much (deep stacks whose fully random weights would be numerically singular).
     jitter: float | None = None
+    savable: bool = True  # False: holds Python functions, saving must refuse it clearly
 
 
 def _sequence(bijector, channels=2, length=None):
@@ -49,6 +50,46 @@ def _batchnorm_eval():
 
 def _made(**kw):
     return nfb.AutoregressiveNetwork(2, hidden_units=[16, 16], activation="tanh", **kw)
+
+
+@nfkit.register
+class TFPStyleSinhArcsinh(nfb.Bijector):
+    """A bijector written the TFP way (issue 16): ``_forward``, ``_inverse`` and the forward
+    log-det only; nfkit derives the inverse log-det. x = sinh(t asinh(z) - s)."""
+
+    def __init__(self, validate_args: bool = False, name: str = "tfp_style") -> None:
+        super().__init__(forward_min_event_ndims=0, validate_args=validate_args, name=name)
+        self.skew = torch.nn.Parameter(torch.zeros(3))
+        self.log_tail = torch.nn.Parameter(torch.zeros(3))
+
+    def _forward(self, z):
+        return torch.sinh(self.log_tail.exp() * torch.asinh(z) - self.skew)
+
+    def _inverse(self, x):
+        return torch.sinh((torch.asinh(x) + self.skew) / self.log_tail.exp())
+
+    def _forward_log_det_jacobian(self, z):
+        inner = self.log_tail.exp() * torch.asinh(z) - self.skew
+        return self.log_tail + torch.log(torch.cosh(inner)) - 0.5 * torch.log1p(z.square())
+
+
+def _inline_exp():
+    return nfb.Inline(
+        forward_fn=torch.exp,
+        inverse_fn=torch.log,
+        inverse_log_det_jacobian_fn=lambda x: -torch.log(x).sum(-1),
+        forward_min_event_ndims=1,
+    )
+
+
+def _through_a_matrix():
+    """Vectors of 6 reshaped to 2 x 3, a MAF on each row and a scale per entry, reshaped
+    back: the Chain follows the event rank 1 -> 2 -> 1 (TFP's Reshape)."""
+    inner = [
+        nfb.Scale(log_scale=torch.nn.Parameter(torch.zeros(2, 3))),
+        nfb.MaskedAutoregressiveFlow(_made()),
+    ]
+    return nfb.Chain([nfb.Reshape([6], [2, 3]), *inner, nfb.Reshape([2, 3], [6])])
 
 
 BIJECTORS: dict[str, Case] = {
@@ -81,6 +122,10 @@ BIJECTORS: dict[str, Case] = {
         lambda: nfb.Invert(nfb.Sigmoid(low=0.0, high=1.0)), domain="unit"
     ),
     "Tanh": Case(nfb.Tanh),
+    "TFP-style subclass": Case(TFPStyleSinhArcsinh),
+    "Inline(exp, inverse log-det only)": Case(_inline_exp, savable=False),
+    "Reshape": Case(lambda: nfb.Reshape([-1], [3])),
+    "Chain(Reshape, MAF on rows, Reshape)": Case(_through_a_matrix, size=6),
     "Softplus": Case(nfb.Softplus),
     "OnColumns(Exp)": Case(lambda: nfb.OnColumns(nfb.Exp(), [2, 0])),
     "OnColumns(Invert(Softplus))": Case(
@@ -371,6 +416,10 @@ def test_save_load_round_trip(name, tmp_path):
     flow = nfd.TransformedDistribution(nfd.MultivariateNormalDiag(loc=[0.0] * z.shape[-1]), b)
     with torch.no_grad():
         x = b.forward(z, context=c)
+    if not BIJECTORS[name].savable:
+        with pytest.raises(TypeError, match="function"):
+            nfkit.save(flow, tmp_path / f"{name}.safetensors")
+        return
     path = nfkit.save(flow, tmp_path / f"{name}.safetensors")
     loaded = nfkit.load(path)
     assert loaded.dtype == torch.float64

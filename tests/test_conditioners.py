@@ -156,12 +156,15 @@ def test_base_classes_are_not_layers():
 
 
 FIXTURES = sorted(Path(__file__).parent.joinpath("data", "format1").glob("*.safetensors"))
+FORMAT_2 = sorted(Path(__file__).parent.joinpath("data", "format2").glob("*.safetensors"))
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
-def test_format_1_model_files_still_load_with_the_same_densities(path):
+@pytest.mark.parametrize(
+    "path", FIXTURES + FORMAT_2, ids=[f"{p.parent.name}-{p.stem}" for p in FIXTURES + FORMAT_2]
+)
+def test_old_model_files_still_load_with_the_same_densities(path):
     header = read_header(path)
-    assert header["format_version"] == "1"
+    assert header["format_version"] == path.parent.name.removeprefix("format")
     meta = header["metadata"]
     flow = nfkit.load(path)
     x = torch.tensor(meta["x"])

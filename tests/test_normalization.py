@@ -117,11 +117,12 @@ def test_maf_with_batchnorm_layers_trains():
         assert -flow.log_prob(test).mean().item() < 1.5
 
 
-def test_scale_matvec_lu_is_the_product_of_its_factors():
+def test_scale_matvec_lu_reads_the_permutation_as_tf_linalg_lu_returns_it():
     torch.manual_seed(5)
-    b = nfb.ScaleMatvecLU(torch.randn(3, 3), [1, 2, 0])
+    b = nfb.ScaleMatvecLU(torch.randn(3, 3), [1, 2, 0])  # not its own inverse
     lower = b.lower_upper.tril(-1) + torch.eye(3)
-    w = torch.eye(3)[[1, 2, 0]] @ lower @ b.lower_upper.triu()
+    w = torch.empty(3, 3)
+    w[[1, 2, 0]] = lower @ b.lower_upper.triu()  # tf.linalg.lu: gather(w, perm) = L U
     z = torch.randn(5, 3)
     torch.testing.assert_close(b.forward(z), z @ w.T)
     torch.testing.assert_close(
@@ -132,3 +133,16 @@ def test_scale_matvec_lu_is_the_product_of_its_factors():
     with pytest.raises(ValueError, match="or features"):
         nfb.ScaleMatvecLU()
     assert b.get_config()["permutation"].tolist() == [1, 2, 0]
+    # TFP's own recipe: ScaleMatvecLU(*tf.linalg.lu(w)) is w; torch's P L U = w is the same
+    # factorization with the permutation P.argmax(0)
+    w = torch.randn(4, 4, dtype=torch.float64)
+    p, lower, upper = torch.linalg.lu(w)
+    tfp_style = nfb.ScaleMatvecLU(lower.tril(-1) + upper, p.argmax(0)).double()
+    z = torch.randn(6, 4, dtype=torch.float64)
+    torch.testing.assert_close(tfp_style.forward(z), z @ w.T)
+    torch.testing.assert_close(tfp_style.inverse(z @ w.T), z)
+    torch.manual_seed(1)
+    rotation = nfb.ScaleMatvecLU(features=4).forward(torch.eye(4)).detach().T  # W
+    torch.manual_seed(1)
+    drawn = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))[0]  # Glow's start
+    torch.testing.assert_close(rotation, drawn.float(), atol=1e-6, rtol=0)

@@ -32,9 +32,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
+from nfkit import _format1, _format2
 from nfkit._config import REGISTRY, Configurable, register
 from nfkit._files import atomic_save_file
-from nfkit._format1 import upgrade_args, upgrade_state
 from nfkit.distributions.base import Distribution
 
 __all__ = [
@@ -47,10 +47,26 @@ __all__ = [
     "save",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 RUN_MODEL_FILE = "model.safetensors"  # the model in a run folder of the command
 # 2: one conditioner convention (``conditioner`` for every layer's network); format 1 files
 # are read through nfkit._format1.
+# 3: ScaleMatvecLU's permutation as tf.linalg.lu's; formats 1-2 are read through
+# nfkit._format2.
+
+
+def upgrade_args(cls: type, args: dict[str, Any], version: int) -> dict[str, Any]:
+    """Constructor arguments of a file of format ``version`` in today's conventions."""
+    if version == 1:
+        args = _format1.upgrade_args(cls, args)
+    return _format2.upgrade_args(cls, args) if version <= 2 else args
+
+
+def upgrade_state(model: nn.Module, state: dict[str, Tensor], version: int) -> dict[str, Tensor]:
+    """Weights of a file of format ``version`` in today's names and conventions."""
+    if version == 1:
+        state = _format1.upgrade_state(model, state)
+    return _format2.upgrade_state(model, state) if version <= 2 else state
 
 
 class ModelFileError(ValueError):
@@ -120,7 +136,7 @@ def _decode(value: Any, tensors: dict[str, Tensor], version: int = FORMAT_VERSIO
             )
         cls = REGISTRY[name]
         args = {k: _decode(v, tensors, version) for k, v in value["args"].items()}
-        return _construct(cls, upgrade_args(cls, args) if version == 1 else args)
+        return _construct(cls, upgrade_args(cls, args, version))
     raise ModelFileError(f"unexpected object in the model config: {sorted(value)}")
 
 
@@ -264,7 +280,7 @@ def load_with_header(
             raise ModelFileError(f"{path} does not hold a distribution")
         model = model.to(dtype=getattr(torch, header.get("dtype", "float32")))
         state = {k.removeprefix("state."): v for k, v in tensors.items() if k.startswith("state.")}
-        model.load_state_dict(upgrade_state(model, state) if version == 1 else state, strict=True)
+        model.load_state_dict(upgrade_state(model, state, version), strict=True)
     except (TypeError, KeyError, RuntimeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: the model could not be rebuilt ({err})") from err
     return model.to(map_location).eval(), _decoded(header)

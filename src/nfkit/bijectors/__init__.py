@@ -33,6 +33,7 @@ from nfkit.bijectors.elementwise import (
     Softplus,
     Tanh,
 )
+from nfkit.bijectors.inline import Inline
 from nfkit.bijectors.internal import InternalCoordinates, zmatrix_from_bonds
 from nfkit.bijectors.multiscale import (
     FactorOut,
@@ -43,6 +44,7 @@ from nfkit.bijectors.multiscale import (
 from nfkit.bijectors.normalization import ActNorm, BatchNorm, data_init
 from nfkit.bijectors.nsf import MaskedAutoregressiveSpline, SplineCoupling
 from nfkit.bijectors.permute import Permute, Reverse
+from nfkit.bijectors.reshape import Reshape
 from nfkit.bijectors.sequence import SqueezeTime, WaveNetCoupling
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "CouplingNetwork",
     "Exp",
     "Identity",
+    "Inline",
     "Invert",
     "InverseAutoregressiveFlow",
     "MaskedAutoregressiveFlow",
@@ -81,6 +84,7 @@ __all__ = [
     "Permute",
     "RationalQuadraticSpline",
     "Reciprocal",
+    "Reshape",
     "RealNVP",
     "Reverse",
     "Scale",

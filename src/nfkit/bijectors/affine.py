@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from nfkit._tensors import ArrayLike, register_tensor
-from nfkit.bijectors.base import Bijector, Context, Pair
+from nfkit.bijectors.base import Bijector, Context, Pair, parameter_batch_shape
 
 __all__ = [
     "InvertibleConv1x1",
@@ -47,6 +47,9 @@ class Shift(Bijector):
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         return x - self.shift, x.new_zeros(())
+
+    def _parameter_batch_shape(self, event_ndims: int) -> torch.Size:
+        return parameter_batch_shape(self.shift, event_ndims)
 
     def extra_repr(self) -> str:
         return f"shape={list(self.shift.shape)}"
@@ -89,6 +92,9 @@ class Scale(Bijector):
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         return x / self._scale(), -self._log_abs_scale()
 
+    def _parameter_batch_shape(self, event_ndims: int) -> torch.Size:
+        return parameter_batch_shape(self.param, event_ndims)
+
     def extra_repr(self) -> str:
         return f"shape={list(self.param.shape)}"
 
@@ -122,6 +128,9 @@ class ScaleMatvecDiag(Bijector):
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         return x / self.scale_diag, -self.scale_diag.abs().log().sum(-1)
+
+    def _parameter_batch_shape(self, event_ndims: int) -> torch.Size:
+        return parameter_batch_shape(self.scale_diag, event_ndims)
 
     def extra_repr(self) -> str:
         return f"shape={list(self.scale_diag.shape)}"
@@ -189,7 +198,10 @@ class ScaleMatvecLU(Bijector):
     Args:
         lower_upper: ``(D, D)``: :math:`L` below the diagonal (its unit diagonal implied) and
             :math:`U` on and above it, as TFP's ``ScaleMatvecLU``; an ``nn.Parameter`` trains.
-        permutation: ``(D,)`` integers: :math:`(P v)_i = v_{\pi_i}`.
+        permutation: ``(D,)`` integers :math:`\pi` as ``tf.linalg.lu`` returns them (TFP's
+            convention): :math:`W_{\pi_i, :} = (LU)_{i, :}`, so that
+            ``ScaleMatvecLU(*tf.linalg.lu(w))`` is :math:`W`. (Model files of format 2 and
+            earlier stored the inverse permutation; they are read as they were written.)
         features: alternatively :math:`D`: start from a random rotation (as Glow), trained.
 
     References:
@@ -223,9 +235,9 @@ class ScaleMatvecLU(Bijector):
             raise ValueError("ScaleMatvecLU takes lower_upper (and permutation) or features")
         if features is not None:
             q = torch.linalg.qr(torch.randn(features, features, dtype=torch.float64))[0]
-            p, lower, upper = torch.linalg.lu(q)
+            p, lower, upper = torch.linalg.lu(q)  # q = p @ lower @ upper
             lower_upper = torch.nn.Parameter((lower.tril(-1) + upper).to(torch.get_default_dtype()))
-            permutation = p.argmax(-1)
+            permutation = p.argmax(0)  # q[permutation] = lower @ upper
         register_tensor(self, "lower_upper", lower_upper)
         size = self.lower_upper.shape[-1]
         if self.lower_upper.shape != (size, size):
@@ -246,14 +258,14 @@ class ScaleMatvecLU(Bijector):
         return self.lower_upper.diagonal().abs().log().sum()
 
     def _matvec(self, z: Tensor) -> Tensor:
-        """``z`` of shape (*, D) to :math:`P L U z`."""
+        """``z`` of shape (*, D) to :math:`W z`, the rows of :math:`L U z` put back in order."""
         lower, upper = self._parts()
-        return (z @ upper.T @ lower.T)[..., self.permutation]
+        return (z @ upper.T @ lower.T)[..., self.inverse_permutation]
 
     def _solve(self, x: Tensor) -> Tensor:
-        r"""``x`` of shape (*, D) to :math:`U^{-1} L^{-1} P^\top x`."""
+        r"""``x`` of shape (*, D) to :math:`U^{-1} L^{-1} x_\pi`."""
         lower, upper = self._parts()
-        y = x[..., self.inverse_permutation].unsqueeze(-1)
+        y = x[..., self.permutation].unsqueeze(-1)
         y = torch.linalg.solve_triangular(lower, y, upper=False, unitriangular=True)
         return torch.linalg.solve_triangular(upper, y, upper=True).squeeze(-1)
 

@@ -50,18 +50,23 @@ def accepts_arrays(method: Any) -> Any:
     return wrapper
 
 
+def parameter_batch_shape(parameter: torch.Tensor, event_ndims: int, extra: int = 0) -> torch.Size:
+    """The batch part of a parameter broadcast against inputs with ``event_ndims`` event dims;
+    ``extra``: the parameter's own dims beyond the input's (1 for a matrix acting on vectors).
+    """
+    return parameter.shape[: max(0, parameter.ndim - extra - event_ndims)]
+
+
 class NotInvertibleError(NotImplementedError):
     """Raised when a bijector has no analytic inverse in the asked direction."""
 
 
-def _reduce_log_det(
-    log_det: torch.Tensor, out: torch.Tensor, min_event_ndims: int, event_ndims: int
-) -> torch.Tensor:
-    """Broadcast a log-det to ``out``'s batch shape and sum it over reinterpreted event dims."""
-    batch_shape = out.shape[: out.ndim - min_event_ndims]
+def _reduce_log_det(log_det: torch.Tensor, batch_shape: torch.Size, extra: int) -> torch.Tensor:
+    """Broadcast a log-det to ``batch_shape`` and sum it over its ``extra`` last dims (the
+    event dims beyond the bijector's own).
+    """
     if log_det.shape != batch_shape:
         log_det = log_det.expand(batch_shape)
-    extra = event_ndims - min_event_ndims
     if extra:
         log_det = log_det.sum(dim=tuple(range(-extra, 0)))
     return log_det
@@ -104,11 +109,33 @@ class Bijector(Configurable, nn.Module):
     is_constant_jacobian: bool = False
     """True when the log-det does not depend on the input (callers may compute it once)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        forward_min_event_ndims: int | None = None,
+        inverse_min_event_ndims: int | None = None,
+        is_constant_jacobian: bool | None = None,
+        validate_args: bool = False,
+        name: str | None = None,
+        dtype: Any = None,
+        parameters: Any = None,
+        graph_parents: Any = None,
+    ) -> None:
+        """The keywords are TFP's ``Bijector.__init__``'s, for subclasses written the TFP way
+        (``super().__init__(forward_min_event_ndims=0, name=name)``); ``dtype``,
+        ``parameters`` and ``graph_parents`` are accepted and unused (torch tracks both).
+        nfkit's own bijectors set the class attributes instead.
+        """
         super().__init__()
         # TFP's keywords, set by the constructor's recorder when given (see Configurable).
-        object.__setattr__(self, "name", type(self).__name__)
-        object.__setattr__(self, "validate_args", False)
+        object.__setattr__(self, "name", type(self).__name__ if name is None else str(name))
+        object.__setattr__(self, "validate_args", bool(validate_args))
+        if forward_min_event_ndims is not None:
+            self.forward_min_event_ndims = int(forward_min_event_ndims)
+        if inverse_min_event_ndims is not None:
+            self._inverse_min_event_ndims = int(inverse_min_event_ndims)
+        if is_constant_jacobian is not None:
+            self.is_constant_jacobian = bool(is_constant_jacobian)
 
     # --- what subclasses implement -------------------------------------------------------------
 
@@ -120,26 +147,125 @@ class Bijector(Configurable, nn.Module):
         return False
 
     def _forward_and_log_det(self, z: torch.Tensor, context: Context) -> Pair:
-        raise NotImplementedError(f"{type(self).__name__} must implement _forward_and_log_det")
+        if not self._defines("_forward"):
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement _forward_and_log_det (or TFP's _forward "
+                "with _forward_log_det_jacobian or _inverse_log_det_jacobian)"
+            )
+        x = self._forward(z)
+        if self._defines("_forward_log_det_jacobian"):
+            return x, self._as_log_det(self._forward_log_det_jacobian(z), z)
+        if self._defines("_inverse_log_det_jacobian"):
+            return x, -self._as_log_det(self._inverse_log_det_jacobian(x), x)
+        raise NotImplementedError(
+            f"{type(self).__name__} defines _forward but neither _forward_log_det_jacobian nor "
+            "_inverse_log_det_jacobian"
+        )
 
     def _inverse_and_log_det(self, x: torch.Tensor, context: Context) -> Pair:
-        raise NotInvertibleError(
-            f"{type(self).__name__} has no analytic inverse; wrap it in Invert(...) to make the "
-            "cheap direction the one you need"
+        if not self._defines("_inverse"):
+            raise NotInvertibleError(
+                f"{type(self).__name__} has no analytic inverse; wrap it in Invert(...) to make "
+                "the cheap direction the one you need"
+            )
+        z = self._inverse(x)
+        if self._defines("_inverse_log_det_jacobian"):
+            return z, self._as_log_det(self._inverse_log_det_jacobian(x), x)
+        if self._defines("_forward_log_det_jacobian"):
+            return z, -self._as_log_det(self._forward_log_det_jacobian(z), z)
+        raise NotImplementedError(
+            f"{type(self).__name__} defines _inverse but neither _inverse_log_det_jacobian nor "
+            "_forward_log_det_jacobian"
         )
+
+    # --- TFP's four methods: an alternative to the fused pair above ----------------------------
+    # A subclass written the TFP way defines _forward and/or _inverse and one of the two
+    # log-dets (each on the input of its own direction); the other log-det is the negative
+    # of the one given, evaluated at the other end: log|J_f(z)| = -log|J_{f^-1}(f(z))|.
+
+    def _forward(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _inverse(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _forward_log_det_jacobian(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _inverse_log_det_jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _defines(self, method: str) -> bool:
+        """Whether this bijector's class provides ``method`` (one of TFP's four)."""
+        return getattr(type(self), method) is not getattr(Bijector, method)
+
+    @staticmethod
+    def _as_log_det(value: Any, like: torch.Tensor) -> torch.Tensor:
+        # TFP's constant-Jacobian bijectors often return a Python number.
+        return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
     # --- public API ----------------------------------------------------------------------------
 
     @property
     def inverse_min_event_ndims(self) -> int:
-        """Event rank in the data space (``forward_min_event_ndims`` for every bijector here)."""
-        return self.forward_min_event_ndims
+        """Event rank in the data space (``forward_min_event_ndims`` unless set otherwise)."""
+        return self.__dict__.get("_inverse_min_event_ndims", self.forward_min_event_ndims)
+
+    # --- shapes ------------------------------------------------------------------------------
+
+    def _forward_event_shape(self, input_shape: torch.Size) -> torch.Size:
+        """The event shape after ``forward`` (TFP's hook; shape-keeping bijectors inherit it)."""
+        return input_shape
+
+    def _inverse_event_shape(self, output_shape: torch.Size) -> torch.Size:
+        """The event shape after ``inverse``."""
+        return output_shape
+
+    def forward_event_shape(self, input_shape: Sequence[int]) -> torch.Size:
+        """The shape of ``forward``'s output for an input (event) shape, as in TFP; leading
+        dims beyond the bijector's event rank pass through.
+        """
+        return torch.Size(self._forward_event_shape(torch.Size(input_shape)))
+
+    def inverse_event_shape(self, output_shape: Sequence[int]) -> torch.Size:
+        """The shape of ``inverse``'s output for a data-space (event) shape."""
+        return torch.Size(self._inverse_event_shape(torch.Size(output_shape)))
+
+    def forward_event_shape_tensor(self, input_shape: Any) -> torch.Tensor:
+        """:meth:`forward_event_shape` as an integer tensor (TFP's dynamic-shape variant)."""
+        shape = torch.as_tensor(input_shape).tolist()
+        return torch.tensor(list(self.forward_event_shape(shape)), dtype=torch.int64)
+
+    def inverse_event_shape_tensor(self, output_shape: Any) -> torch.Tensor:
+        """:meth:`inverse_event_shape` as an integer tensor."""
+        shape = torch.as_tensor(output_shape).tolist()
+        return torch.tensor(list(self.inverse_event_shape(shape)), dtype=torch.int64)
+
+    def _parameter_batch_shape(self, event_ndims: int) -> torch.Size:
+        """The batch shape that the bijector's own parameters add when it acts on events of
+        rank ``event_ndims``; none for bijectors whose parameters are networks.
+        """
+        return torch.Size()
+
+    def experimental_batch_shape(self, x_event_ndims: int | None = None) -> torch.Size:
+        """The batch of bijectors this object represents on inputs of event rank
+        ``x_event_ndims`` (default its own), as TFP's: ``Shift([-1., 0., 1.])`` on scalars is
+        a batch of 3, on vectors of length 3 a single bijector.
+        """
+        nd = self.forward_min_event_ndims if x_event_ndims is None else int(x_event_ndims)
+        return torch.Size(self._parameter_batch_shape(nd))
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """:meth:`experimental_batch_shape` at the bijector's own event rank."""
+        return self.experimental_batch_shape()
 
     def _check_rank(self, value: torch.Tensor, event_ndims: int | None, what: str) -> int:
-        nd = self.forward_min_event_ndims if event_ndims is None else int(event_ndims)
-        if nd < self.forward_min_event_ndims:
+        least = self.inverse_min_event_ndims if what == "x" else self.forward_min_event_ndims
+        nd = least if event_ndims is None else int(event_ndims)
+        if nd < least:
             raise ValueError(
-                f"{type(self).__name__} acts on {self.forward_min_event_ndims} trailing dims, "
+                f"{type(self).__name__} acts on {least} trailing dims of {what}, "
                 f"event_ndims={nd} is too small"
             )
         if not isinstance(value, torch.Tensor):
@@ -150,6 +276,18 @@ class Bijector(Configurable, nn.Module):
                 f"{tuple(value.shape)}"
             )
         return nd
+
+    def _reduced(
+        self, log_det: torch.Tensor, z: torch.Tensor, x: torch.Tensor, extra: int
+    ) -> torch.Tensor:
+        """The log-det over the batch shape of ``z`` and ``x`` (a bijector with batch
+        parameters broadcasts its input), summed over ``extra`` reinterpreted event dims.
+        """
+        batch = torch.broadcast_shapes(
+            z.shape[: z.ndim - self.forward_min_event_ndims],
+            x.shape[: x.ndim - self.inverse_min_event_ndims],
+        )
+        return _reduce_log_det(log_det, batch, extra)
 
     @accepts_arrays
     def forward_and_log_det(
@@ -162,7 +300,7 @@ class Bijector(Configurable, nn.Module):
         r"""Return :math:`x = f(z)` and :math:`\log|\det J_f(z)|` in one pass."""
         nd = self._check_rank(z, event_ndims, "z")
         x, log_det = self._forward_and_log_det(z, context)
-        return x, _reduce_log_det(log_det, x, self.forward_min_event_ndims, nd)
+        return x, self._reduced(log_det, z, x, nd - self.forward_min_event_ndims)
 
     @accepts_arrays
     def inverse_and_log_det(
@@ -175,7 +313,7 @@ class Bijector(Configurable, nn.Module):
         r"""Return :math:`z = f^{-1}(x)` and :math:`\log|\det J_{f^{-1}}(x)|` in one pass."""
         nd = self._check_rank(x, event_ndims, "x")
         z, log_det = self._inverse_and_log_det(x, context)
-        return z, _reduce_log_det(log_det, z, self.inverse_min_event_ndims, nd)
+        return z, self._reduced(log_det, z, x, nd - self.inverse_min_event_ndims)
 
     @accepts_arrays
     def forward(self, z: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -249,25 +387,60 @@ class Chain(Bijector):
     def __init__(self, bijectors: Sequence[Bijector]) -> None:
         super().__init__()
         self.bijectors = nn.ModuleList(bijectors)
-        ranks = [b.forward_min_event_ndims for b in self.bijectors]
-        self.forward_min_event_ndims = max(ranks, default=0)
+        # The event rank the chain needs on each side, walking the parts in the forward
+        # direction (last first): a part that needs more dims than reach it raises the
+        # chain's own rank, a part that changes the rank (Reshape) moves it (as TFP's Chain).
+        need = rank = 0
+        for b in reversed(self.bijectors):
+            if rank < b.forward_min_event_ndims:
+                need += b.forward_min_event_ndims - rank
+                rank = b.forward_min_event_ndims
+            rank += b.inverse_min_event_ndims - b.forward_min_event_ndims
+        self.forward_min_event_ndims = need
+        self._inverse_min_event_ndims = rank
         self.is_constant_jacobian = all(b.is_constant_jacobian for b in self.bijectors)
 
-    def _forward_and_log_det(self, z: torch.Tensor, context: Context) -> Pair:
-        nd = self.forward_min_event_ndims
-        total = z.new_zeros(())
+    def _ranks(self, event_ndims: int) -> list[int]:
+        """The event rank at the input of each part, in the forward direction (last first)."""
+        ranks = []
         for b in reversed(self.bijectors):
+            ranks.append(event_ndims)
+            event_ndims += b.inverse_min_event_ndims - b.forward_min_event_ndims
+        return ranks
+
+    def _forward_and_log_det(self, z: torch.Tensor, context: Context) -> Pair:
+        total = z.new_zeros(())
+        parts = reversed(self.bijectors)
+        for b, nd in zip(parts, self._ranks(self.forward_min_event_ndims), strict=True):
             z, log_det = b.forward_and_log_det(z, event_ndims=nd, context=context)
             total = total + log_det
         return z, total
 
     def _inverse_and_log_det(self, x: torch.Tensor, context: Context) -> Pair:
-        nd = self.forward_min_event_ndims
         total = x.new_zeros(())
+        nd = self._inverse_min_event_ndims
         for b in self.bijectors:
             x, log_det = b.inverse_and_log_det(x, event_ndims=nd, context=context)
             total = total + log_det
+            nd += b.forward_min_event_ndims - b.inverse_min_event_ndims
         return x, total
+
+    def _forward_event_shape(self, input_shape: torch.Size) -> torch.Size:
+        for b in reversed(self.bijectors):
+            input_shape = b.forward_event_shape(input_shape)
+        return input_shape
+
+    def _inverse_event_shape(self, output_shape: torch.Size) -> torch.Size:
+        for b in self.bijectors:
+            output_shape = b.inverse_event_shape(output_shape)
+        return output_shape
+
+    def _parameter_batch_shape(self, event_ndims: int) -> torch.Size:
+        shapes = [
+            b.experimental_batch_shape(nd)
+            for b, nd in zip(reversed(self.bijectors), self._ranks(event_ndims), strict=True)
+        ]
+        return torch.broadcast_shapes(*shapes)
 
     @accepts_arrays
     def forward(self, z: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -317,6 +490,20 @@ class Invert(Bijector):
 
     def _inverse_and_log_det(self, x: torch.Tensor, context: Context) -> Pair:
         return self.bijector._forward_and_log_det(x, context)
+
+    @property
+    def inverse_min_event_ndims(self) -> int:
+        return self.bijector.forward_min_event_ndims
+
+    def _forward_event_shape(self, input_shape: torch.Size) -> torch.Size:
+        return self.bijector.inverse_event_shape(input_shape)
+
+    def _inverse_event_shape(self, output_shape: torch.Size) -> torch.Size:
+        return self.bijector.forward_event_shape(output_shape)
+
+    def _parameter_batch_shape(self, event_ndims: int) -> torch.Size:
+        shift = self.bijector.forward_min_event_ndims - self.bijector.inverse_min_event_ndims
+        return self.bijector.experimental_batch_shape(event_ndims + shift)
 
     def __repr__(self) -> str:
         return f"nfkit.bijectors.Invert({self.bijector!r})"

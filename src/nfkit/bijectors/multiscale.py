@@ -46,6 +46,14 @@ class Squeeze(Bijector):
         x = x.permute(*range(n), n, n + 2, n + 4, n + 1, n + 3)  # (c, i, j, h', w')
         return x.reshape(*batch, 4 * c, h // 2, w // 2), z.new_zeros(())
 
+    def _forward_event_shape(self, input_shape: torch.Size) -> torch.Size:
+        *batch, c, h, w = input_shape
+        return torch.Size([*batch, 4 * c, h // 2, w // 2])
+
+    def _inverse_event_shape(self, output_shape: torch.Size) -> torch.Size:
+        *batch, c4, h, w = output_shape
+        return torch.Size([*batch, c4 // 4, 2 * h, 2 * w])
+
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         *batch, c4, h, w = x.shape
         if c4 % 4:

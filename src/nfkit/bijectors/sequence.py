@@ -4,6 +4,7 @@ coupling of FloWaveNet (Kim et al. 2019).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from nfkit.bijectors.autoregressive import Scale
@@ -36,6 +37,14 @@ class SqueezeTime(Bijector):
             raise ValueError(f"SqueezeTime needs an even number of time steps, got {t}")
         x = z.reshape(*batch, c, t // 2, 2).transpose(-1, -2)  # (c, i, t')
         return x.reshape(*batch, 2 * c, t // 2), z.new_zeros(())
+
+    def _forward_event_shape(self, input_shape: torch.Size) -> torch.Size:
+        *batch, c, t = input_shape
+        return torch.Size([*batch, 2 * c, t // 2])
+
+    def _inverse_event_shape(self, output_shape: torch.Size) -> torch.Size:
+        *batch, c2, t = output_shape
+        return torch.Size([*batch, c2 // 2, 2 * t])
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         *batch, c2, t = x.shape

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from nfkit.bijectors.base import Bijector
-from nfkit.distributions.base import Distribution, PushedForward
+from nfkit.distributions.base import Distribution, PushedForward, as_size
 from nfkit.distributions.torch_compat import TorchDistribution
 
 __all__ = ["TransformedDistribution"]
@@ -54,8 +54,8 @@ class TransformedDistribution(PushedForward):
             raise TypeError(f"bijector must be an nfkit Bijector, got {type(bijector).__name__}")
         self.distribution = distribution
         self.bijector = bijector
-        self._event_ndims = len(distribution.event_shape)
-        if bijector.forward_min_event_ndims > self._event_ndims:
+        self._base_ndims = len(distribution.event_shape)
+        if bijector.forward_min_event_ndims > self._base_ndims:
             name = type(distribution).__name__
             raise ValueError(
                 f"{type(bijector).__name__} acts on vectors (event rank "
@@ -63,8 +63,22 @@ class TransformedDistribution(PushedForward):
                 f"{list(distribution.event_shape)}; use MultivariateNormalDiag(loc=[0.0] * D) or "
                 f"Independent({name}(...), 1) as the base"
             )
-        self._batch_shape = distribution.batch_shape
-        self._event_shape = distribution.event_shape
+        # A batch of bijectors (Shift([-1., 0., 1.]) on a scalar) makes a batch of
+        # distributions; a bijector that reshapes events (Reshape, Squeeze) gives the data
+        # its own event shape.
+        self._batch_shape = torch.broadcast_shapes(
+            distribution.batch_shape, bijector.experimental_batch_shape(self._base_ndims)
+        )
+        lead = len(self._batch_shape) - len(distribution.batch_shape)
+        if self._batch_shape[lead:] != distribution.batch_shape:
+            raise ValueError(
+                f"the base's batch shape {list(distribution.batch_shape)} and the bijector's "
+                f"{list(bijector.batch_shape)} broadcast to {list(self._batch_shape)}; give the "
+                "base that batch shape (nfkit draws the base at the batch's trailing dims)"
+            )
+        self._extra_batch = self._batch_shape[:lead]  # drawn as sample dims of the base
+        self._event_shape = bijector.forward_event_shape(distribution.event_shape)
+        self._event_ndims = len(self._event_shape)
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
         z = self.distribution._rsample(shape, context)  # all the noise at once: same draws
@@ -85,8 +99,10 @@ class TransformedDistribution(PushedForward):
     ) -> tuple[Tensor, Tensor]:
         """Reparametrized samples and their log-density, using only the forward direction."""
         context = self._as_context(context)
+        if self._extra_batch and context is None:
+            sample_shape = as_size(sample_shape) + self._extra_batch
         z, base_log_prob = self.distribution.sample_and_log_prob(sample_shape, context=context)
         x, log_det = self.bijector.forward_and_log_det(
-            z, event_ndims=self._event_ndims, context=context
+            z, event_ndims=self._base_ndims, context=context
         )
         return x, base_log_prob - log_det
