@@ -36,7 +36,8 @@ BINS = 60
 
 def md_frames(molecule: AlanineDipeptide, frames: int, cache: Path, seed: int) -> torch.Tensor:
     """``frames`` positions 100 steps (0.1 ps) apart, after 100 ps of equilibration; cached."""
-    path = cache / f"alanine_md_{frames}_{seed}.npy"
+    solvent = "" if molecule.solvent == "vacuum" else f"{molecule.solvent}_"
+    path = cache / f"alanine_md_{solvent}{frames}_{seed}.npy"
     if path.exists():
         return torch.from_numpy(np.load(path))
     x = molecular_dynamics(molecule, frames, interval=100, equilibration=100_000, seed=seed)
@@ -80,6 +81,50 @@ def free_energy(weights: torch.Tensor, labels: torch.Tensor, kt: float) -> tuple
     return -kt * math.log(p1 / p0), kt * se
 
 
+def train_flow(
+    target: InternalTarget, x_md: torch.Tensor, args: argparse.Namespace
+) -> nfkit.distributions.Distribution:
+    """The flow, trained on MD frames (``md``: maximum likelihood, the Boltzmann-generator
+    way) or on the energy alone (``fab``, ``reverse_kl``: no MD frame is used except the
+    short run that places the base distribution)."""
+    z_md = target.from_cartesian(x_md).float()
+    if args.method == "md":
+        train = z_md[::2]  # every other frame for training; all frames for the reference
+        flow = nfkit.flows.mixed(60, target.torsions, layers=6, hidden=[128, 128], data=train)
+        nfkit.fit(
+            flow,
+            train,
+            epochs=args.epochs,
+            batch_size=256,
+            lr=1e-3,
+            validation_split=0.1,
+            patience=5,
+            seed=args.seed,
+            verbose=0,
+        )
+        return flow
+    # the base at the marginals of 20 ps of MD (2,000 frames), far from converged
+    start = molecular_dynamics(
+        target.target, 2_000, interval=10, equilibration=1_000, seed=args.seed + 1
+    )
+    place = target.from_cartesian(start).float()
+    flow = nfkit.flows.mixed(60, target.torsions, layers=6, hidden=[128, 128], data=place)
+    nfkit.fit_energy(
+        flow,
+        target,
+        method=args.method,
+        epochs=10,
+        steps_per_epoch=args.steps // 10,
+        batch_size=256,
+        lr=args.lr,
+        lr_schedule="cosine",
+        clip_grad_norm=10.0,
+        seed=args.seed,
+        verbose=0,
+    )
+    return flow
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("out/alanine_dipeptide.png"))
@@ -88,30 +133,25 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--method",
+        choices=["md", "fab", "reverse_kl"],
+        default="md",
+        help="train on MD frames (maximum likelihood) or on the energy alone",
+    )
+    parser.add_argument("--steps", type=int, default=1000, help="steps of fab / reverse_kl")
+    parser.add_argument("--lr", type=float, default=3e-4, help="Adam's, fab / reverse_kl")
+    parser.add_argument("--solvent", choices=["vacuum", "implicit"], default="vacuum")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    molecule = AlanineDipeptide("vacuum", temperature=300.0)
+    molecule = AlanineDipeptide(args.solvent, temperature=300.0)
     target = InternalTarget(molecule, molecule.zmatrix())
 
     start = time.perf_counter()
     x_md = md_frames(molecule, args.frames, args.cache, args.seed)
     md_seconds = time.perf_counter() - start
-    z_md = target.from_cartesian(x_md).float()
-    train = z_md[::2]  # every other frame for training; all frames for the reference
-
     start = time.perf_counter()
-    flow = nfkit.flows.mixed(60, target.torsions, layers=6, hidden=[128, 128], data=train)
-    nfkit.fit(
-        flow,
-        train,
-        epochs=args.epochs,
-        batch_size=256,
-        lr=1e-3,
-        validation_split=0.1,
-        patience=5,
-        seed=args.seed,
-        verbose=0,
-    )
+    flow = train_flow(target, x_md, args)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     result = nfkit.importance(flow, target, args.samples, batch_size=10_000)
@@ -149,14 +189,16 @@ def main() -> None:
         ax.set_xlabel("φ (rad)")
     axes[0].set_ylabel("ψ (rad)")
     fig.suptitle(
-        f"Alanine dipeptide, vacuum, 300 K: free energy −log p(φ, ψ) (kT, capped at 10); "
-        f"flow ESS {result.ess:.3f}",
+        f"Alanine dipeptide, {args.solvent}, 300 K, flow trained by {args.method}: free energy "
+        f"−log p(φ, ψ) (kT, capped at 10); flow ESS {result.ess:.3f}",
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90)
     summary = {
+        "method": args.method,
+        "solvent": args.solvent,
         "md_frames": args.frames,
         "md_seconds": round(md_seconds, 1),
         "train_seconds": round(train_seconds, 1),

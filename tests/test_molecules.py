@@ -205,7 +205,14 @@ def test_the_zmatrix_measures_methyl_hydrogens_from_each_other():
     assert by_atom[2][1:3] == [1, 4] and by_atom[2][3] == 0 and by_atom[3][3] == 2
 
 
-def test_the_alanine_example_runs_end_to_end(tmp_path):
+@pytest.mark.parametrize(
+    ("method", "solvent", "cache"),
+    [
+        ("md", "vacuum", "alanine_md_3000_0.npy"),
+        ("fab", "vacuum", "alanine_md_3000_0.npy"),
+    ],
+)
+def test_the_alanine_example_runs_end_to_end(tmp_path, method, solvent, cache):
     import json
     import subprocess
     import sys
@@ -215,11 +222,13 @@ def test_the_alanine_example_runs_end_to_end(tmp_path):
     out = tmp_path / "ala.png"
     subprocess.run(
         [sys.executable, str(script), "--out", str(out), "--cache", str(tmp_path),
-         "--frames", "3000", "--epochs", "2", "--samples", "3000"],
+         "--frames", "3000", "--epochs", "2", "--samples", "3000", "--method", method,
+         "--solvent", solvent, "--steps", "20"],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     summary = json.loads(out.with_suffix(".json").read_text())
-    assert out.exists() and list(tmp_path.glob("alanine_md_3000_0.npy"))
+    assert out.exists() and list(tmp_path.glob(cache))
+    assert (summary["method"], summary["solvent"]) == (method, solvent)
     assert 0 < summary["ess"] <= 1
     md = summary["rows"]["MD (OpenMM, reference)"]
     assert abs(md["kl_to_md"]) < 1e-12 and math.isfinite(md["delta_f"])
