@@ -91,6 +91,13 @@ def test_maf_scale_parametrizations_match_their_formulas():
     torch.testing.assert_close(maf.inverse(x), x)
     maf = nfb.MaskedAutoregressiveFlow(lambda _: (zero, zero))
     torch.testing.assert_close(maf.inverse(x), x * (math.log(2) + 1e-3))
+    # TFP's x = z e^b + a is finite for b far below -88, where e^{-b} overflows float32:
+    # the sampling direction is computed in that form, not as (z - t) / m (NaN before).
+    shift, tiny = torch.full((5, 3), 2.0), torch.full((5, 3), -100.0)
+    far = nfb.MaskedAutoregressiveFlow(lambda _: (shift, tiny), scale="exp")
+    x, fldj = far.forward_and_log_det(torch.randn(5, 3))
+    torch.testing.assert_close(x, shift)
+    torch.testing.assert_close(fldj, torch.full((5,), -300.0))
     with pytest.raises(ValueError, match="scale must be"):
         nfb.MaskedAutoregressiveFlow(fn, scale="sigmoid")
     with pytest.raises(ValueError, match="log_scale_bound applies"):

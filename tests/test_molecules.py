@@ -14,14 +14,14 @@ from nfkit.targets import AlanineDipeptide
 from nfkit.targets.molecules import openmmtools_data
 
 
-def _openmm_energy(positions, implicit):
+def _openmm_energy(positions, implicit, platform="Reference"):
     folder = "alanine-dipeptide-gbsa/alanine-dipeptide"
     prmtop = app.AmberPrmtopFile(str(openmmtools_data(f"{folder}.prmtop")))
     system = prmtop.createSystem(
         implicitSolvent=app.OBC1 if implicit else None, constraints=None, nonbondedCutoff=None
     )
-    reference = openmm.Platform.getPlatformByName("Reference")  # double precision, as the target
-    context = openmm.Context(system, openmm.VerletIntegrator(1e-3), reference)
+    chosen = openmm.Platform.getPlatformByName(platform)
+    context = openmm.Context(system, openmm.VerletIntegrator(1e-3), chosen)
     context.setPositions(positions * unit.nanometer)
     state = context.getState(getEnergy=True, getForces=True)
     energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
@@ -32,16 +32,22 @@ def _openmm_energy(positions, implicit):
 @pytest.mark.parametrize("solvent", ["vacuum", "implicit"])
 def test_energy_and_forces_match_openmm_called_directly(solvent):
     target = AlanineDipeptide(solvent, temperature=300.0)
+    # The default platforms: Reference (double precision) in vacuum, CPU (mixed) with OBC1.
+    assert target.platform == ("Reference" if solvent == "vacuum" else "CPU")
     rng = np.random.default_rng(0)
     known = target.positions.numpy()
     for positions in (known, known + 0.005 * rng.standard_normal(known.shape)):
-        energy, forces = _openmm_energy(positions, solvent == "implicit")
         x = torch.tensor(positions.reshape(1, 66), requires_grad=True)
         log_p = target.log_prob(x)
         (grad,) = torch.autograd.grad(log_p.sum(), x)
         kt = 8.314462618e-3 * 300.0
+        energy, forces = _openmm_energy(positions, solvent == "implicit", target.platform)
         assert float(log_p.detach()) == pytest.approx(-energy / kt, rel=1e-6)
         np.testing.assert_allclose(grad.numpy().reshape(22, 3), forces / kt, rtol=1e-5, atol=1e-4)
+        # The CPU platform's single-precision energies agree with double precision.
+        energy, forces = _openmm_energy(positions, solvent == "implicit")
+        assert float(log_p.detach()) == pytest.approx(-energy / kt, rel=1e-4, abs=1e-3)
+        np.testing.assert_allclose(grad.numpy().reshape(22, 3), forces / kt, rtol=1e-3, atol=1e-2)
     # The two solvents are different energies: implicit solvent adds the GB term.
     assert abs(_openmm_energy(known, True)[0] - _openmm_energy(known, False)[0]) > 10
 

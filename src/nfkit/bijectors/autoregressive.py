@@ -75,11 +75,12 @@ def affine_transform(
     """
     a, b = split_shift_and_log_scale(params, log_scale_bound)
     if scale == "exp":
-        m, log_m = torch.exp(-b), -b
-        t = -a * m
-    else:
-        m = F.softplus(b) + _MIN_SCALE
-        log_m, t = m.log(), a
+        # Each direction in its own form: x = z e^b + a stays finite where e^{-b} overflows.
+        if inverse:
+            return (value - a) * torch.exp(-b), -b.sum(-1)
+        return value * torch.exp(b) + a, b.sum(-1)
+    m = F.softplus(b) + _MIN_SCALE
+    log_m, t = m.log(), a
     if inverse:
         return m * value + t, log_m.sum(-1)
     return (value - t) / m, -log_m.sum(-1)
