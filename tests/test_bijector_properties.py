@@ -92,6 +92,46 @@ def _through_a_matrix():
     return nfb.Chain([nfb.Reshape([6], [2, 3]), *inner, nfb.Reshape([2, 3], [6])])
 
 
+class _SplineFn(torch.nn.Module):
+    """TFP's bijector_fn: a spline (TFP's arguments) from a network of the kept units."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = None  # built for the first call's sizes
+
+    def forward(self, x0, units):
+        if self.net is None:
+            self.net = torch.nn.Linear(max(x0.shape[-1], 1), units * 14, dtype=x0.dtype)
+        inputs = x0 if x0.shape[-1] else x0.new_ones(*x0.shape[:-1], 1)
+        raw = self.net(inputs).unflatten(-1, (units, 14))
+        width = torch.softmax(raw[..., :5], -1) * 4.0
+        height = torch.softmax(raw[..., 5:10], -1) * 4.0
+        slopes = torch.nn.functional.softplus(raw[..., 10:]) + 0.1
+        return nfb.RationalQuadraticSpline(width, height, slopes, range_min=-2.0)
+
+
+class _AffineFn(torch.nn.Module):
+    """TFP's MAF bijector_fn: Shift and Scale from a MADE of the data side."""
+
+    def __init__(self):
+        super().__init__()
+        self.made = _made()
+
+    def forward(self, y):
+        p = self.made(y)
+        return nfb.Shift(p[..., 0])(nfb.Scale(log_scale=p[..., 1]))
+
+
+def _tfp_glow():
+    """TFP's Glow (flat latent of 8 to a 2 x 2 x 2 image, channels last), read back flat; its
+    ActNorm layers started from a batch."""
+    glow = nfb.Glow(output_shape=(2, 2, 2), num_glow_blocks=1, num_steps_per_block=2,
+                    hidden_channels=4)  # fmt: skip
+    chain = nfb.Chain([nfb.Reshape([8], [2, 2, 2]), glow])
+    nfb.data_init(chain, torch.randn(64, 8))
+    return chain
+
+
 BIJECTORS: dict[str, Case] = {
     "Identity": Case(nfb.Identity),
     "Exp": Case(nfb.Exp),
@@ -126,7 +166,30 @@ BIJECTORS: dict[str, Case] = {
     "Inline(exp, inverse log-det only)": Case(_inline_exp, savable=False),
     "Reshape": Case(lambda: nfb.Reshape([-1], [3])),
     "Chain(Reshape, MAF on rows, Reshape)": Case(_through_a_matrix, size=6),
+    "Chain(Reshape, Transpose, Reshape)": Case(
+        lambda: nfb.Chain([nfb.Reshape([6], [3, 2]), nfb.Transpose([1, 0]), nfb.Reshape([2, 3])]),
+        size=6,
+    ),
+    "Glow (TFP's)": Case(_tfp_glow, size=8, jitter=0.2),
+    "RealNVP(bijector_fn spline, num_masked=0)": Case(
+        lambda: nfb.RealNVP(0, bijector_fn=_SplineFn()), savable=False
+    ),
+    "RealNVP(-1, TFP template)": Case(
+        lambda: nfb.RealNVP(-1, shift_and_log_scale_fn=nfb.real_nvp_default_template([8]))
+    ),
+    "MAF(TFP template)": Case(
+        lambda: nfb.MaskedAutoregressiveFlow(
+            nfb.MaskedAutoregressiveTemplate([16], activation="tanh", event_size=3)
+        )
+    ),
+    "MAF(bijector_fn)": Case(
+        lambda: nfb.MaskedAutoregressiveFlow(bijector_fn=_AffineFn()), savable=False
+    ),
+    "BatchNormalization(training=False)": Case(
+        lambda: nfb.BatchNormalization(training=False, features=3)
+    ),
     "Softplus": Case(nfb.Softplus),
+    "Softplus(hinge_softness, low)": Case(lambda: nfb.Softplus(hinge_softness=0.5, low=-1.0)),
     "OnColumns(Exp)": Case(lambda: nfb.OnColumns(nfb.Exp(), [2, 0])),
     "OnColumns(Invert(Softplus))": Case(
         lambda: nfb.OnColumns(nfb.Invert(nfb.Softplus()), [1]), domain="positive"
@@ -203,7 +266,7 @@ BIJECTORS: dict[str, Case] = {
     ),
     # A whole Glow level (squeeze, 2 steps, a factored-out inner level), ActNorm in eval mode.
     "Glow level": Case(
-        lambda: nfb.FlatImage(nfkit.flows._glow_level(1, 0, 2, 2, 4), [1, 4, 4]).eval(),
+        lambda: nfb.FlatImage(nfb.glow_level(1, 0, 2, 2, 4), [1, 4, 4]).eval(),
         size=16,
         jitter=0.2,
     ),
@@ -234,10 +297,18 @@ BIJECTORS: dict[str, Case] = {
     "RealNVP(context)": Case(lambda: nfb.RealNVP(2, hidden_units=[16]), size=4, context=3),
     "RationalQuadraticSpline": Case(
         lambda: nfb.RationalQuadraticSpline(
-            torch.nn.Parameter(torch.randn(3, 5)),
-            torch.nn.Parameter(torch.randn(3, 5)),
-            torch.nn.Parameter(torch.randn(3, 4)),
+            raw_widths=torch.nn.Parameter(torch.randn(3, 5)),
+            raw_heights=torch.nn.Parameter(torch.randn(3, 5)),
+            raw_slopes=torch.nn.Parameter(torch.randn(3, 4)),
             bound=1.5,  # some inputs fall in the identity tails
+        )
+    ),
+    "RationalQuadraticSpline(TFP)": Case(
+        lambda: nfb.RationalQuadraticSpline(
+            bin_widths=torch.softmax(torch.randn(3, 5), -1) * 1.6,
+            bin_heights=torch.softmax(torch.randn(3, 5), -1) * 1.6,  # both sum to 1.6
+            knot_slopes=torch.rand(3, 4) + 0.2,
+            range_min=-0.9,  # some inputs fall in the identity tails
         )
     ),
     "NSF-AR": Case(

@@ -22,7 +22,11 @@ from nfkit.callbacks import (
 
 def small_flow():
     torch.manual_seed(0)
-    layers = [nfb.MaskedAutoregressiveFlow(nfb.AutoregressiveNetwork(2, hidden_units=[8]))]
+    layers = [
+        nfb.MaskedAutoregressiveFlow(
+            nfb.AutoregressiveNetwork(2, hidden_units=[8], activation="relu")
+        )
+    ]
     return nfd.TransformedDistribution(
         nfd.MultivariateNormalDiag(loc=[0.0, 0.0]), nfb.Chain([*layers, nfb.Permute([1, 0])])
     )

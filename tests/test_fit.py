@@ -14,7 +14,9 @@ from nfkit.plot import density_grid
 def chapter_flow(hidden=(64, 64), zero_last=True):
     layers = []
     for _ in range(3):
-        anet = nfb.AutoregressiveNetwork(2, hidden_units=list(hidden), zero_last=zero_last)
+        anet = nfb.AutoregressiveNetwork(
+            2, hidden_units=list(hidden), activation="relu", zero_last=zero_last
+        )
         layers += [nfb.MaskedAutoregressiveFlow(anet), nfb.Permute([1, 0])]
     return nfd.TransformedDistribution(nfd.MultivariateNormalDiag(loc=[0.0] * 2), nfb.Chain(layers))
 
@@ -54,7 +56,9 @@ def test_realnvp_and_iaf_train():
         nfb.Chain(
             [nfb.RealNVP(1, hidden_units=[32]), nfb.Reverse(), nfb.RealNVP(1, hidden_units=[32])]
         ),
-        nfb.InverseAutoregressiveFlow(nfb.AutoregressiveNetwork(2, hidden_units=[32])),
+        nfb.InverseAutoregressiveFlow(
+            nfb.AutoregressiveNetwork(2, hidden_units=[32], activation="relu")
+        ),
     ):
         td = bijector(nfd.MultivariateNormalDiag(loc=[0.0] * 2))
         h = nfkit.fit(td, x, epochs=10, batch_size=100, lr=3e-3, verbose=0, seed=0)
@@ -103,7 +107,9 @@ def test_dataloader_and_context():
     # a conditional flow: x ~ N(c, 1) learned through context
     c = torch.randn(2000, 1) * 2
     xc = c + 0.1 * torch.randn(2000, 2)
-    flow = nfb.MaskedAutoregressiveFlow(nfb.AutoregressiveNetwork(2, hidden_units=[32]))
+    flow = nfb.MaskedAutoregressiveFlow(
+        nfb.AutoregressiveNetwork(2, hidden_units=[32], activation="relu")
+    )
     td = flow(nfd.MultivariateNormalDiag(loc=[0.0] * 2))
     nfkit.fit(td, xc, context=c, epochs=15, batch_size=100, lr=1e-2, verbose=0, seed=0)
     with torch.no_grad():

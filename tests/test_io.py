@@ -18,7 +18,9 @@ def trained_flow():
     torch.manual_seed(0)
     layers = []
     for order in ("left-to-right", "random"):
-        net = nfb.AutoregressiveNetwork(2, hidden_units=[16, 16], input_order=order)
+        net = nfb.AutoregressiveNetwork(
+            2, hidden_units=[16, 16], activation="relu", input_order=order
+        )
         layers += [nfb.MaskedAutoregressiveFlow(net), nfb.Permute([1, 0])]
     layers.append(nfb.RealNVP(1, hidden_units=[8]))
     flow = nfd.TransformedDistribution(

@@ -78,18 +78,23 @@ def test_maf_scale_parametrizations_match_their_formulas():
     def fn(_):
         return a, b
 
-    z, ildj = nfb.MaskedAutoregressiveFlow(fn, scale="exp").inverse_and_log_det(x)
-    torch.testing.assert_close(z, (x - a) * torch.exp(-b))
-    torch.testing.assert_close(ildj, -b.sum(-1))
+    # A function given TFP's way takes TFP's formula x = z e^b + a by default.
+    for maf in (nfb.MaskedAutoregressiveFlow(fn, scale="exp"), nfb.MaskedAutoregressiveFlow(fn)):
+        assert maf.scale == "exp"
+        z, ildj = maf.inverse_and_log_det(x)
+        torch.testing.assert_close(z, (x - a) * torch.exp(-b))
+        torch.testing.assert_close(ildj, -b.sum(-1))
     s = torch.nn.functional.softplus(b) + 1e-3
-    z, ildj = nfb.MaskedAutoregressiveFlow(fn).inverse_and_log_det(x)
+    z, ildj = nfb.MaskedAutoregressiveFlow(fn, scale="softplus").inverse_and_log_det(x)
     torch.testing.assert_close(z, s * x + a)
     torch.testing.assert_close(ildj, s.log().sum(-1))
+    # nfkit's own network keeps nfkit's softplus form (the chapter's results need it).
+    assert nfb.MaskedAutoregressiveFlow(nfb.AutoregressiveNetwork(2)).scale == "softplus"
     # A zero network output: the identity for exp, a scale of log 2 + 1e-3 for softplus.
     zero = torch.zeros(5, 3)
-    maf = nfb.MaskedAutoregressiveFlow(lambda _: (zero, zero), scale="exp")
-    torch.testing.assert_close(maf.inverse(x), x)
     maf = nfb.MaskedAutoregressiveFlow(lambda _: (zero, zero))
+    torch.testing.assert_close(maf.inverse(x), x)
+    maf = nfb.MaskedAutoregressiveFlow(lambda _: (zero, zero), scale="softplus")
     torch.testing.assert_close(maf.inverse(x), x * (math.log(2) + 1e-3))
     # TFP's x = z e^b + a is finite for b far below -88, where e^{-b} overflows float32:
     # the sampling direction is computed in that form, not as (z - t) / m (NaN before).
@@ -101,4 +106,4 @@ def test_maf_scale_parametrizations_match_their_formulas():
     with pytest.raises(ValueError, match="scale must be"):
         nfb.MaskedAutoregressiveFlow(fn, scale="sigmoid")
     with pytest.raises(ValueError, match="log_scale_bound applies"):
-        nfb.MaskedAutoregressiveFlow(fn, log_scale_bound=3.0)
+        nfb.MaskedAutoregressiveFlow(fn, scale="softplus", log_scale_bound=3.0)

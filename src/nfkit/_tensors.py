@@ -16,12 +16,18 @@ ArrayLike = torch.Tensor | np.ndarray | Sequence[float] | float
 def register_tensor(module: nn.Module, name: str, value: ArrayLike) -> torch.Tensor:
     """Store ``value`` on ``module`` as a trainable parameter or a fixed buffer.
 
-    An ``nn.Parameter`` stays trainable; anything else (float, list, numpy array, tensor) becomes a
+    An ``nn.Parameter`` stays trainable; a tensor that requires a gradient (the output of a
+    network) stays in its graph; anything else (float, list, numpy array, tensor) becomes a
     floating buffer, so ``.to(device)``, ``.double()`` and ``state_dict()`` carry it along while the
     optimizer leaves it alone. Python numbers and lists take torch's default dtype (float32).
     """
     if isinstance(value, nn.Parameter):
         module.register_parameter(name, value)
+        return value
+    if isinstance(value, torch.Tensor) and value.requires_grad:
+        # A tensor computed by a network (TFP's bijector_fn returns Shift(net(x)) and the
+        # like): kept as it is, so gradients flow back through it.
+        module.register_buffer(name, value)
         return value
     if isinstance(value, torch.Tensor):
         tensor = value.detach().clone()

@@ -38,12 +38,9 @@ from nfkit.bijectors import (
     Bijector,
     Chain,
     CouplingNetwork,
-    FactorOut,
     FlatImage,
-    GlowCoupling,
     InverseAutoregressiveFlow,
     Invert,
-    InvertibleConv1x1,
     MaskedAutoregressiveFlow,
     MaskedAutoregressiveSpline,
     MixedCoupling,
@@ -54,10 +51,10 @@ from nfkit.bijectors import (
     Shift,
     Sigmoid,
     SplineCoupling,
-    Squeeze,
     SqueezeTime,
     WaveNetCoupling,
 )
+from nfkit.bijectors.glow import glow_level
 from nfkit.bijectors.splines import spline_parameter_count
 from nfkit.continuous.cnf import ContinuousFlow, Divergence
 from nfkit.distributions import (
@@ -343,24 +340,6 @@ def _multiscale_shape(
     return full
 
 
-def _glow_level(channels: int, level: int, levels: int, steps: int, hidden: int) -> Bijector:
-    """Squeeze, ``steps`` Glow steps, the next level on half the channels, unsqueeze (listed in
-    the density direction's order: the data is squeezed first).
-    """
-    channels *= 4
-    parts: list[Bijector] = [Invert(Squeeze())]
-    for _ in range(steps):
-        parts += [
-            ActNorm(channels, forward_min_event_ndims=3),
-            InvertibleConv1x1(channels),
-            GlowCoupling(hidden_channels=hidden),
-        ]
-    if level + 1 < levels:
-        parts.append(FactorOut(_glow_level(channels // 2, level + 1, levels, steps, hidden)))
-    parts.append(Squeeze())
-    return Chain(parts)
-
-
 def glow(
     image_shape: Sequence[int],
     *,
@@ -402,7 +381,7 @@ def glow(
         if not 0.0 < logit_alpha < 0.5:
             raise ValueError(f"logit_alpha must lie in (0, 0.5), got {logit_alpha}")
         parts += [Scale(1.0 / (1.0 - 2.0 * logit_alpha)), Shift(-logit_alpha), Sigmoid()]
-    parts.append(_glow_level(shape[0], 0, levels, steps, hidden_channels))
+    parts.append(glow_level(shape[0], 0, levels, steps, hidden_channels))
     if flat:
         base = MultivariateNormalDiag(loc=[0.0] * math.prod(shape))
         return TransformedDistribution(base, FlatImage(Chain(parts), shape))

@@ -32,7 +32,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
-from nfkit import _format1, _format2
+from nfkit import _format1, _format2, _format3
 from nfkit._config import REGISTRY, Configurable, register
 from nfkit._files import atomic_save_file
 from nfkit.distributions.base import Distribution
@@ -47,19 +47,24 @@ __all__ = [
     "save",
 ]
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 RUN_MODEL_FILE = "model.safetensors"  # the model in a run folder of the command
 # 2: one conditioner convention (``conditioner`` for every layer's network); format 1 files
 # are read through nfkit._format1.
 # 3: ScaleMatvecLU's permutation as tf.linalg.lu's; formats 1-2 are read through
 # nfkit._format2.
+# 4: three defaults as TFP's (Independent's reinterpreted_batch_ndims, AutoregressiveNetwork's
+# activation, the exponential scale of affine layers given a TFP-form network); formats 1-3
+# are read through nfkit._format3.
 
 
 def upgrade_args(cls: type, args: dict[str, Any], version: int) -> dict[str, Any]:
     """Constructor arguments of a file of format ``version`` in today's conventions."""
     if version == 1:
         args = _format1.upgrade_args(cls, args)
-    return _format2.upgrade_args(cls, args) if version <= 2 else args
+    if version <= 2:
+        args = _format2.upgrade_args(cls, args)
+    return _format3.upgrade_args(cls, args) if version <= 3 else args
 
 
 def upgrade_state(model: nn.Module, state: dict[str, Tensor], version: int) -> dict[str, Tensor]:

@@ -4,7 +4,10 @@ time-conditioned velocity network of continuous flows.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -101,7 +104,8 @@ class FunctionConditioner(Conditioner):
     what a layer's ``shift_and_log_scale_fn=`` receives. TFP calls an autoregressive layer's
     function as ``fn(x)`` and a coupling layer's as ``fn(x0, units)``, either returning a
     tensor ``(*, units, params)`` or a tuple of ``params`` tensors ``(*, units)`` (shift,
-    log-scale), which is stacked here.
+    log-scale), which is stacked here; ``(shift, None)`` is a shift alone (NICE) and
+    ``(None, log_scale)`` a scale alone, as in TFP.
 
     Args:
         fn: the function or module.
@@ -113,10 +117,31 @@ class FunctionConditioner(Conditioner):
         super().__init__()
         self.fn, self.takes_units = fn, takes_units
 
+    def _context(self, context: Tensor) -> dict[str, Tensor]:
+        """The context by nfkit's name, ``context=``, or TFP's, ``conditional_input=``, for a
+        function that takes that one and not the other.
+        """
+        try:
+            names = inspect.signature(self.fn).parameters
+        except (TypeError, ValueError):
+            return {"context": context}
+        if "context" not in names and "conditional_input" in names:
+            return {"conditional_input": context}
+        return {"context": context}
+
     def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Tensor:
         args = (inputs, units) if self.takes_units else (inputs,)
-        out = self.fn(*args) if context is None else self.fn(*args, context=context)
-        return torch.stack(tuple(out), dim=-1) if isinstance(out, tuple | list) else out
+        out = self.fn(*args) if context is None else self.fn(*args, **self._context(context))
+        if not isinstance(out, tuple | list):
+            return out
+        shift, log_scale = out
+        if shift is None and log_scale is None:
+            raise ValueError("a shift-and-log-scale function returned (None, None)")
+        if log_scale is None:  # TFP's (shift, None): a shift alone, volume preserving
+            return shift[..., None]
+        if shift is None:
+            shift = torch.zeros_like(log_scale)
+        return torch.stack((shift, log_scale), dim=-1)
 
 
 def refuse_context(network: nn.Module, context: Tensor | None) -> None:
@@ -152,10 +177,13 @@ class MLP(Configurable, nn.Sequential):
     ) -> None:
         layers: list[nn.Module] = []
         width = in_features
-        for h in hidden_units:
-            layers += [nn.Linear(width, h), activation_module(activation)]
-            width = h
-        last = nn.Linear(width, out_features)
+        with warnings.catch_warnings():
+            # no inputs (a coupling layer with num_masked=0): the first layer is its biases
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            for h in hidden_units:
+                layers += [nn.Linear(width, h), activation_module(activation)]
+                width = h
+            last = nn.Linear(width, out_features)
         if zero_last:
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
@@ -227,6 +255,51 @@ def _input_degrees(order: str | Sequence[int], size: int) -> Tensor:
     return degrees
 
 
+def _lecun_normal(weight: Tensor) -> Tensor:
+    # Keras': a normal truncated at two standard deviations, rescaled to variance 1 / fan-in.
+    std = 1.0 / math.sqrt(max(weight.shape[1], 1)) / 0.87962566103423978
+    return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+
+
+_INITIALIZERS: dict[str, Callable[[Tensor], Any]] = {
+    "glorot_uniform": nn.init.xavier_uniform_,
+    "glorot_normal": nn.init.xavier_normal_,
+    "he_uniform": functools.partial(nn.init.kaiming_uniform_, nonlinearity="relu"),
+    "he_normal": functools.partial(nn.init.kaiming_normal_, nonlinearity="relu"),
+    "lecun_normal": _lecun_normal,
+    "zeros": nn.init.zeros_,
+}
+
+
+def _conditional_width(
+    context_features: int | None,
+    conditional: bool,
+    conditional_event_shape: int | Sequence[int] | None,
+    layers: str,
+) -> int | None:
+    """``context_features`` from TFP's ``conditional=`` / ``conditional_event_shape=``."""
+    if layers not in ("all_layers", "first_layer"):
+        raise ValueError(
+            f"conditional_input_layers must be 'all_layers' or 'first_layer', got {layers!r}"
+        )
+    if conditional_event_shape is None:
+        if conditional and context_features is None:
+            raise ValueError("conditional=True needs conditional_event_shape= (the context width)")
+        return context_features
+    if not conditional:
+        raise ValueError("conditional_event_shape= is for conditional=True networks")
+    shape = (
+        [conditional_event_shape]
+        if isinstance(conditional_event_shape, int)
+        else list(conditional_event_shape)
+    )
+    if len(shape) != 1:
+        raise ValueError(f"conditional_event_shape must be C or [C], got {conditional_event_shape}")
+    if context_features is not None and context_features != shape[0]:
+        raise ValueError("context_features and conditional_event_shape disagree")
+    return int(shape[0])
+
+
 class AutoregressiveNetwork(Conditioner):
     r"""MADE: a masked MLP whose output for dim :math:`i` depends only on inputs before :math:`i`.
 
@@ -241,7 +314,9 @@ class AutoregressiveNetwork(Conditioner):
         params: number of outputs per input dim (2 for an affine MAF: shift and log-scale).
         event_shape: ``D`` or ``[D]``; inferred from the first input when ``None``.
         hidden_units: widths of the hidden layers.
-        activation: name (``"relu"``), module or function after each hidden layer.
+        activation: name (``"relu"``), module or function after each hidden layer; ``None``
+            (the default, TFP's) keeps the hidden layers linear, so pass one (the chapter
+            passes ``"relu"``).
         input_order: ``"left-to-right"``, ``"right-to-left"``, ``"random"`` or a permutation of
             ``1..D`` giving each input dim its degree.
         context_features: width of the conditioning input; when ``None`` and the net is built
@@ -256,6 +331,18 @@ class AutoregressiveNetwork(Conditioner):
             layers get gradient from the first step, which learned faster per step than the
             zero layer on moons for MAF and NSF (``benchmarks/learning_per_step.py``, "glorot/10";
             not the default until the chapter protocol confirms it).
+        conditional: TFP's: a conditional network, its context of width
+            ``conditional_event_shape`` (``C`` or ``[C]``) given as ``context=`` or, TFP's
+            name, ``conditional_input=``.
+        conditional_event_shape: the context's width (TFP's name for ``context_features``).
+        conditional_input_layers: TFP's ``"all_layers"`` or ``"first_layer"``; both accepted,
+            and the context enters at the first layer, reaching every later one through the
+            degree-0 hidden units (a documented difference from TFP's ``"all_layers"``).
+        kernel_initializer: TFP's: draw every layer's weights, the output layer's included
+            (then ``zero_last`` does not apply), with ``"glorot_uniform"`` (TFP's default),
+            ``"glorot_normal"``, ``"he_uniform"``, ``"he_normal"``, ``"lecun_normal"``,
+            ``"zeros"`` or a function that fills a tensor in place (``torch.nn.init``'s);
+            biases start at zero, as TFP's. ``None``: nfkit's start, above.
 
     Shapes: input ``(*, D)``, context ``(*, C)``, output ``(*, D, params)``: the conditioner
     convention (:class:`Conditioner`) with ``units = D``, which may be left out
@@ -282,14 +369,27 @@ class AutoregressiveNetwork(Conditioner):
         params: int,
         event_shape: int | Sequence[int] | None = None,
         hidden_units: Sequence[int] = (),
-        activation: Activation = "relu",
+        activation: Activation = None,
         input_order: str | Sequence[int] = "left-to-right",
         *,
         context_features: int | None = None,
         zero_last: bool = True,
         output_scale: float = 1.0,
+        conditional: bool = False,
+        conditional_event_shape: int | Sequence[int] | None = None,
+        conditional_input_layers: str = "all_layers",
+        kernel_initializer: str | Callable[[Tensor], Any] | None = None,
     ) -> None:
         super().__init__()
+        context_features = _conditional_width(
+            context_features, conditional, conditional_event_shape, conditional_input_layers
+        )
+        if isinstance(kernel_initializer, str) and kernel_initializer not in _INITIALIZERS:
+            raise ValueError(
+                f"kernel_initializer must be one of {sorted(_INITIALIZERS)} or a function, "
+                f"got {kernel_initializer!r}"
+            )
+        self.kernel_initializer = kernel_initializer
         if not output_scale >= 0:
             raise ValueError(f"output_scale must be >= 0, got {output_scale}")
         self.output_scale, self.zero_last = float(output_scale), zero_last
@@ -353,6 +453,14 @@ class AutoregressiveNetwork(Conditioner):
             )
         )
         self.net = nn.Sequential(*layers)
+        if self.kernel_initializer is not None:
+            init = self.kernel_initializer
+            init = _INITIALIZERS[init] if isinstance(init, str) else init
+            with torch.no_grad():
+                for layer in self.net:
+                    if isinstance(layer, MaskedLinear):
+                        init(layer.weight)
+                        layer.bias.zero_()
 
     def zero_output(self) -> None:
         """Set the output layer to zero now (and when built later): the flow built on it
@@ -364,8 +472,21 @@ class AutoregressiveNetwork(Conditioner):
                 self.net[-1].weight.zero_()
                 self.net[-1].bias.zero_()
 
-    def forward(self, x: Tensor, units: int | None = None, context: Tensor | None = None) -> Tensor:
-        """Return the ``(*, D, params)`` autoregressive parameters of ``x``."""
+    def forward(
+        self,
+        x: Tensor,
+        units: int | None = None,
+        context: Tensor | None = None,
+        *,
+        conditional_input: Tensor | None = None,
+    ) -> Tensor:
+        """Return the ``(*, D, params)`` autoregressive parameters of ``x`` (the context as
+        ``context=`` or TFP's ``conditional_input=``).
+        """
+        if conditional_input is not None:
+            if context is not None:
+                raise ValueError("pass context= or conditional_input=, not both")
+            context = conditional_input
         if units is not None and units != x.shape[-1]:
             raise ValueError(
                 f"an autoregressive network gives parameters for every input dim: units must be "

@@ -32,7 +32,12 @@ from torch import Tensor, nn
 
 from nfkit._tensors import as_size
 from nfkit.bijectors.base import Bijector
-from nfkit.distributions.base import Distribution, PushedForward, SampleShape
+from nfkit.distributions.base import (
+    BijectorKwargs,
+    Distribution,
+    PushedForward,
+    SampleShape,
+)
 
 __all__ = [
     "HMCLayer",
@@ -281,9 +286,14 @@ class StochasticNormalizingFlow(PushedForward):
         return self._path(shape[: len(shape) - len(self.batch_shape)], context)[0]
 
     def sample_and_log_prob(
-        self, sample_shape: SampleShape = (), *, context: Tensor | None = None
+        self,
+        sample_shape: SampleShape = (),
+        *,
+        context: Tensor | None = None,
+        bijector_kwargs: BijectorKwargs = None,
     ) -> tuple[Tensor, Tensor]:
         r"""Samples and the path term :math:`\log\mu_0(z) - \sum_t\Delta S_t` (see above)."""
+        sample_shape, context = self._sampling_context(sample_shape, context, bijector_kwargs)
         return self._path(as_size(sample_shape), context)
 
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:

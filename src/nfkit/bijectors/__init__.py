@@ -33,19 +33,27 @@ from nfkit.bijectors.elementwise import (
     Softplus,
     Tanh,
 )
+from nfkit.bijectors.glow import Glow, glow_level
 from nfkit.bijectors.inline import Inline
 from nfkit.bijectors.internal import InternalCoordinates, zmatrix_from_bonds
+from nfkit.bijectors.joint import JointMap
 from nfkit.bijectors.multiscale import (
     FactorOut,
     FlatImage,
     GlowCoupling,
     Squeeze,
 )
-from nfkit.bijectors.normalization import ActNorm, BatchNorm, data_init
+from nfkit.bijectors.normalization import ActNorm, BatchNorm, BatchNormalization, data_init
 from nfkit.bijectors.nsf import MaskedAutoregressiveSpline, SplineCoupling
 from nfkit.bijectors.permute import Permute, Reverse
-from nfkit.bijectors.reshape import Reshape
+from nfkit.bijectors.reshape import Reshape, Transpose
 from nfkit.bijectors.sequence import SqueezeTime, WaveNetCoupling
+from nfkit.bijectors.templates import (
+    MaskedAutoregressiveTemplate,
+    RealNVPTemplate,
+    masked_autoregressive_default_template,
+    real_nvp_default_template,
+)
 
 __all__ = [
     "AngleFeatures",
@@ -63,6 +71,15 @@ __all__ = [
     "Squeeze",
     "ActNorm",
     "BatchNorm",
+    "BatchNormalization",
+    "Glow",
+    "JointMap",
+    "glow_level",
+    "Transpose",
+    "MaskedAutoregressiveTemplate",
+    "RealNVPTemplate",
+    "masked_autoregressive_default_template",
+    "real_nvp_default_template",
     "data_init",
     "InvertibleConv1x1",
     "ScaleMatvecLU",

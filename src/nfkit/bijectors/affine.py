@@ -183,6 +183,9 @@ class ScaleMatvecTriL(Bijector):
         z = torch.linalg.solve_triangular(lhs, rhs, upper=False).squeeze(-1)
         return z, -self._log_abs_det()
 
+    def _parameter_batch_shape(self, event_ndims: int) -> torch.Size:
+        return parameter_batch_shape(self.scale_tril, event_ndims, extra=1)
+
     def extra_repr(self) -> str:
         return f"shape={list(self.scale_tril.shape)}"
 

@@ -9,8 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nfkit.bijectors.base import Context, Invert, Pair
-from nfkit.bijectors.conditioned import _BASES, ConditionedBijector, conditioner_from
+from nfkit.bijectors.base import Bijector, Context, Invert, Pair
+from nfkit.bijectors.conditioned import (
+    _BASES,
+    BijectorFunction,
+    ConditionedBijector,
+    conditioner_from,
+    tfp_form,
+)
 from nfkit.nets import AutoregressiveNetwork
 
 __all__ = [
@@ -53,6 +59,17 @@ def split_shift_and_log_scale(
 
 Scale = Literal["softplus", "exp"]
 _MIN_SCALE = 1e-3
+
+
+def resolve_scale(scale: Scale | None, conditioner: Any, log_scale_bound: float | None) -> Scale:
+    """An affine layer's form: ``scale`` as given; by default TFP's ``"exp"`` when its network
+    was given TFP's way (a plain function or module, so TFP's code gives TFP's numbers) and
+    nfkit's ``"softplus"`` for nfkit's networks. Checked with ``log_scale_bound``.
+    """
+    if scale is None:
+        scale = "exp" if tfp_form(conditioner) else "softplus"
+    check_scale(scale, log_scale_bound)
+    return scale
 
 
 def check_scale(scale: str, log_scale_bound: float | None) -> None:
@@ -107,6 +124,10 @@ class AutoregressiveBijector(ConditionedBijector):
         dims = z.shape[-1]
         x = torch.zeros_like(z)
         passes = dims
+        if isinstance(self.conditioner, BijectorFunction):  # TFP's bijector_fn: D passes
+            for _ in range(dims):
+                x, log_det = self._inner(x, dims, context, z, inverse=False)  # type: ignore[misc]
+            return x, log_det
         if context is None and dims > 1:
             # The first coordinate's parameters depend on nothing: one row of the network
             # gives them for the whole batch, which saves one of the D full passes.
@@ -121,6 +142,9 @@ class AutoregressiveBijector(ConditionedBijector):
         return x, log_det
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
+        inner = self._inner(x, x.shape[-1], context, x, inverse=True)
+        if inner is not None:
+            return inner
         return self._transform(x, self._condition(x, x.shape[-1], context), inverse=True)
 
 
@@ -159,12 +183,23 @@ class MaskedAutoregressiveFlow(AutoregressiveBijector):
             called TFP's way, ``fn(x)`` (plus ``context=``), returning ``(*, D, 2)`` or a tuple
             ``(a, b)``; ``(*, D, 1)`` is a shift alone (volume preserving). Its output for dim
             :math:`i` must depend only on :math:`x_{<i}` in its input order.
+            A tuple ``(a, None)`` is a shift alone, as TFP's.
+        bijector_fn: alternatively, TFP's: ``fn(x)`` (plus ``context=``) returns the bijector
+            applied to the event (elementwise or on vectors), autoregressive in :math:`x`;
+            sampling runs :math:`D` passes of it.
+        is_constant_jacobian: TFP's flag that the log-det does not depend on the input (no
+            validation; kept on the layer for callers).
         conditioner: alternatively, any callable in nfkit's convention,
             ``conditioner(x, D[, context=])`` returning ``(*, D, 2)`` (see
             :class:`nfkit.nets.Conditioner`).
-        scale: ``"softplus"`` (default) or ``"exp"`` (TFP's parametrization), as above.
+        scale: ``"softplus"`` or ``"exp"`` (TFP's parametrization), as above. By default
+            ``"softplus"`` with an nfkit network (the chapter's ``AutoregressiveNetwork``) and
+            ``"exp"`` with a network given TFP's way (a plain function or module), so that
+            TFP's code gives TFP's numbers.
         log_scale_bound: with ``scale="exp"``, softly clip :math:`b` to :math:`(-B, B)` with
             :math:`B\tanh(b/B)` (``None`` leaves it as the network returns it, as TFP does).
+        unroll_loop: TFP's; accepted (the sampling loop is always a Python loop here).
+        event_ndims: TFP's; only 1 (vector events) is supported.
 
     References:
         Papamakarios, Pavlakou, Murray. Masked Autoregressive Flow for Density Estimation.
@@ -185,18 +220,29 @@ class MaskedAutoregressiveFlow(AutoregressiveBijector):
     def __init__(
         self,
         shift_and_log_scale_fn: ShiftAndLogScaleFn | None = None,
+        bijector_fn: Callable[..., Bijector] | None = None,
+        is_constant_jacobian: bool = False,
         *,
         conditioner: ShiftAndLogScaleFn | None = None,
-        scale: Scale = "softplus",
+        scale: Scale | None = None,
         log_scale_bound: float | None = None,
+        unroll_loop: bool = False,
+        event_ndims: int = 1,
     ) -> None:
         name = type(self).__name__
-        super().__init__(
-            conditioner_from(conditioner, shift_and_log_scale_fn, takes_units=False, name=name)
+        if event_ndims != 1:
+            raise ValueError(f"{name} supports event_ndims=1 (vector events), got {event_ndims}")
+        fn = conditioner_from(
+            conditioner,
+            shift_and_log_scale_fn,
+            takes_units=False,
+            name=name,
+            bijector_fn=bijector_fn,
         )
-        check_scale(scale, log_scale_bound)
-        self.scale = scale
+        super().__init__(fn)
+        self.scale = resolve_scale(scale, fn, log_scale_bound)
         self.log_scale_bound = log_scale_bound
+        self.is_constant_jacobian = bool(is_constant_jacobian)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale!r}"
@@ -233,16 +279,20 @@ class InverseAutoregressiveFlow(Invert):
     def __init__(
         self,
         shift_and_log_scale_fn: ShiftAndLogScaleFn | None = None,
+        bijector_fn: Callable[..., Bijector] | None = None,
+        is_constant_jacobian: bool = False,
         *,
         conditioner: ShiftAndLogScaleFn | None = None,
-        scale: Scale = "softplus",
+        scale: Scale | None = None,
         log_scale_bound: float | None = None,
     ) -> None:
-        super().__init__(
-            MaskedAutoregressiveFlow(
-                shift_and_log_scale_fn,
-                conditioner=conditioner,
-                scale=scale,
-                log_scale_bound=log_scale_bound,
-            )
+        maf = MaskedAutoregressiveFlow(
+            shift_and_log_scale_fn,
+            bijector_fn,
+            is_constant_jacobian,
+            conditioner=conditioner,
+            scale=scale,
+            log_scale_bound=log_scale_bound,
         )
+        super().__init__(maf)
+        self.is_constant_jacobian = maf.is_constant_jacobian

@@ -9,10 +9,10 @@ from typing import Any
 
 from torch import Tensor
 
-from nfkit.bijectors.base import Bijector, Context
+from nfkit.bijectors.base import Bijector, Context, Pair
 from nfkit.nets import Conditioner, FunctionConditioner
 
-__all__ = ["ConditionedBijector", "conditioner_from"]
+__all__ = ["BijectorFunction", "ConditionedBijector", "conditioner_from", "tfp_form"]
 
 
 def conditioner_from(
@@ -21,15 +21,56 @@ def conditioner_from(
     *,
     takes_units: bool,
     name: str,
+    bijector_fn: Callable[..., Bijector] | None = None,
 ) -> Callable[..., Tensor] | None:
-    """The layer's conditioner from nfkit's ``conditioner=`` or TFP's ``shift_and_log_scale_fn=``
-    (called TFP's way unless it is already an nfkit :class:`~nfkit.nets.Conditioner`).
+    """The layer's conditioner from nfkit's ``conditioner=``, TFP's ``shift_and_log_scale_fn=``
+    (called TFP's way unless it is already an nfkit :class:`~nfkit.nets.Conditioner`) or TFP's
+    ``bijector_fn=`` (a :class:`BijectorFunction`).
     """
-    if conditioner is not None and shift_and_log_scale_fn is not None:
-        raise ValueError(f"{name} takes conditioner= or shift_and_log_scale_fn=, not both")
+    given = [conditioner, shift_and_log_scale_fn, bijector_fn]
+    if sum(g is not None for g in given) > 1:
+        raise ValueError(
+            f"{name} takes one of conditioner=, shift_and_log_scale_fn= and bijector_fn="
+        )
+    if bijector_fn is not None:
+        return BijectorFunction(bijector_fn, takes_units=takes_units)
     if shift_and_log_scale_fn is None or isinstance(shift_and_log_scale_fn, Conditioner):
         return conditioner if shift_and_log_scale_fn is None else shift_and_log_scale_fn
     return FunctionConditioner(shift_and_log_scale_fn, takes_units=takes_units)
+
+
+def tfp_form(conditioner: Any) -> bool:
+    """Whether the layer's network was given TFP's way (a plain function or module called
+    ``fn(x)``): such a layer takes TFP's affine formula :math:`x = z e^{b} + a` by default.
+    """
+    return isinstance(conditioner, FunctionConditioner)
+
+
+class BijectorFunction(Conditioner):
+    """TFP's ``bijector_fn=``: a function from the conditioning inputs to the bijector that
+    transforms the rest (``fn(x0, units)`` in a coupling layer, ``fn(x)`` in an autoregressive
+    one, plus ``context=`` when there is one). It stands where a layer's conditioner would.
+
+    Args:
+        fn: the function; it returns an nfkit :class:`~nfkit.bijectors.Bijector` acting on
+            scalars or vectors (not changing the rank).
+        takes_units: pass ``units`` as the second argument (coupling layers).
+
+    """
+
+    def __init__(self, fn: Callable[..., Bijector], *, takes_units: bool) -> None:
+        super().__init__()
+        self.fn, self.takes_units = fn, takes_units
+
+    def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Bijector:
+        args = (inputs, units) if self.takes_units else (inputs,)
+        inner = self.fn(*args) if context is None else self.fn(*args, context=context)
+        if not isinstance(inner, Bijector) or inner.forward_min_event_ndims > 1:
+            raise ValueError(
+                "bijector_fn must return a bijector on scalars or vectors, got "
+                f"{type(inner).__name__}"
+            )
+        return inner
 
 
 class ConditionedBijector(Bijector):
@@ -53,6 +94,19 @@ class ConditionedBijector(Bijector):
         if conditioner is None:
             raise ValueError(f"{type(self).__name__} needs a conditioner")
         self.conditioner = conditioner
+
+    def _inner(
+        self, inputs: Tensor, units: int, context: Context, value: Tensor, inverse: bool
+    ) -> Pair | None:
+        """With TFP's ``bijector_fn=``: the bijector it returns for ``inputs``, applied to
+        ``value`` (``inverse``: data to base), with its log-det over the last dim; ``None``
+        for a layer with a conditioner.
+        """
+        if not isinstance(self.conditioner, BijectorFunction):
+            return None
+        inner = self.conditioner(inputs, units, context)
+        apply = inner.inverse_and_log_det if inverse else inner.forward_and_log_det
+        return apply(value, event_ndims=1)
 
     def _condition(
         self, inputs: Tensor, units: int, context: Context, rest: Sequence[int] = ()
@@ -78,8 +132,10 @@ class ConditionedBijector(Bijector):
 
     def get_config(self) -> dict[str, Any]:
         # The conditioner as built (with its sizes); a TFP-form function as the user gave it.
-        names = ("conditioner", "shift_and_log_scale_fn")
+        names = ("conditioner", "shift_and_log_scale_fn", "bijector_fn")
         config = {k: v for k, v in super().get_config().items() if k not in names}
+        if isinstance(self.conditioner, BijectorFunction):
+            return {**config, "bijector_fn": self.conditioner.fn}
         if isinstance(self.conditioner, FunctionConditioner):
             return {**config, "shift_and_log_scale_fn": self.conditioner.fn}
         return {**config, "conditioner": self.conditioner}

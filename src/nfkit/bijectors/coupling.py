@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nfkit.bijectors.autoregressive import Scale, affine_transform, check_scale
-from nfkit.bijectors.base import Context, Pair
+from nfkit.bijectors.autoregressive import Scale, affine_transform, resolve_scale
+from nfkit.bijectors.base import Bijector, Context, Pair
 from nfkit.bijectors.conditioned import _BASES, ConditionedBijector, conditioner_from
 from nfkit.nets import MLP, Activation, Conditioner
 
@@ -116,9 +116,12 @@ class CouplingBijector(ConditionedBijector):
     and give ``_transform(part, params, inverse) -> (out, log_det)``.
 
     Args:
-        num_masked: :math:`d`, how many leading dims are kept (``0 < d < D``).
+        num_masked: :math:`d`, how many leading dims are kept (``0 <= d < D``; as in TFP, a
+            negative :math:`d` keeps the last :math:`|d|` instead, and :math:`d = 0`
+            transforms every dim by parameters that depend on no input).
         conditioner: the network.
-        fraction_masked: alternatively, :math:`d` as a fraction of :math:`D`.
+        fraction_masked: alternatively, :math:`d` as a fraction of :math:`D` in
+            :math:`(-1, 1)`.
 
     """
 
@@ -134,20 +137,26 @@ class CouplingBijector(ConditionedBijector):
         name = type(self).__name__
         if (num_masked is None) == (fraction_masked is None):
             raise ValueError(f"{name} takes exactly one of num_masked and fraction_masked")
-        if fraction_masked is not None and not 0.0 < fraction_masked < 1.0:
-            raise ValueError(f"fraction_masked must lie in (0, 1), got {fraction_masked}")
+        if fraction_masked is not None and not -1.0 < fraction_masked < 1.0:
+            raise ValueError(f"fraction_masked must lie in (-1, 1), got {fraction_masked}")
         self.num_masked = num_masked
         self.fraction_masked = fraction_masked
 
-    def _split(self, value: Tensor) -> tuple[Tensor, Tensor]:
-        size = value.shape[-1]
+    def _masked(self, size: int) -> int:
+        """:math:`d` for events of ``size`` dims (negative: the last :math:`|d|` are kept)."""
         d = self.num_masked
         if d is None:
             d = round(self.fraction_masked * size)  # type: ignore[operator]
-        if not 0 < d < size:
+        if not abs(d) < size:
             raise ValueError(
-                f"{type(self).__name__} needs 0 < num_masked < D, got num_masked={d} for D={size}"
+                f"{type(self).__name__} needs |num_masked| < D, got num_masked={d} for D={size}"
             )
+        return d
+
+    def _split(self, value: Tensor) -> tuple[Tensor, Tensor]:
+        d = self._masked(value.shape[-1])
+        if d < 0:
+            return value[..., d:], value[..., :d]
         return value[..., :d], value[..., d:]
 
     def _transform(self, part: Tensor, params: Any, inverse: bool) -> Pair:
@@ -155,9 +164,14 @@ class CouplingBijector(ConditionedBijector):
 
     def _couple(self, value: Tensor, context: Context, inverse: bool) -> Pair:
         kept, part = self._split(value)
-        params = self._condition(kept, part.shape[-1], context)
-        out, log_det = self._transform(part, params, inverse)
-        return torch.cat([kept.expand(*out.shape[:-1], -1), out], -1), log_det
+        pair = self._inner(kept, part.shape[-1], context, part, inverse)
+        if pair is None:
+            params = self._condition(kept, part.shape[-1], context)
+            pair = self._transform(part, params, inverse)
+        out, log_det = pair
+        kept = kept.expand(*out.shape[:-1], -1)
+        joined = [out, kept] if self._masked(value.shape[-1]) < 0 else [kept, out]
+        return torch.cat(joined, -1), log_det
 
     def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
         return self._couple(z, context, inverse=False)
@@ -192,18 +206,23 @@ class RealNVP(CouplingBijector):
         num_masked: :math:`d`, how many leading dims are kept (``0 < d < D``).
         shift_and_log_scale_fn: a custom network as TFP takes it: an nfkit conditioner is
             used as it is; any other function is called ``fn(x0, units)`` (plus ``context=``)
-            and returns a tuple ``(shift, log_scale)`` of ``(*, units)`` tensors or one
-            ``(*, units, 2)`` tensor. Defaults to a :class:`CouplingNetwork`.
+            and returns a tuple ``(shift, log_scale)`` of ``(*, units)`` tensors (``(shift,
+            None)``: NICE's shift alone) or one ``(*, units, 2)`` tensor. Defaults to a
+            :class:`CouplingNetwork`.
+        bijector_fn: alternatively, TFP's: ``fn(x0, units)`` (plus ``context=``) returns the
+            bijector applied to the transformed dims (elementwise or on vectors).
+        is_constant_jacobian: TFP's flag that the log-det does not depend on the input.
         conditioner: alternatively, any callable in nfkit's convention,
             ``conditioner(x0, units[, context=])`` returning ``(*, units, 2)`` (shift, then
             scale; see :class:`nfkit.nets.Conditioner`).
         fraction_masked: alternatively, :math:`d` as a fraction of :math:`D`.
         hidden_units: hidden widths of the default conditioner.
         activation: activation of the default conditioner.
-        scale: ``"softplus"`` (default): in the density direction
+        scale: ``"softplus"`` (the default with nfkit's networks): in the density direction
             :math:`z_{d+1:D} = s \odot x_{d+1:D} + a` with :math:`s = \operatorname{softplus}(b)
             + 10^{-3}`, as :class:`MaskedAutoregressiveFlow` (finite everywhere: the scale cannot
-            overflow far from the data); ``"exp"``: the formula above, as TFP.
+            overflow far from the data); ``"exp"``: the formula above, as TFP (the default
+            with a ``shift_and_log_scale_fn`` given TFP's way).
         log_scale_bound: with ``scale="exp"``, softly clip log-scales to :math:`(-B, B)`.
 
     References:
@@ -227,20 +246,28 @@ class RealNVP(CouplingBijector):
         num_masked: int | None = None,
         shift_and_log_scale_fn: Callable[..., tuple[Tensor, Tensor]] | None = None,
         *,
+        bijector_fn: Callable[..., Bijector] | None = None,
+        is_constant_jacobian: bool = False,
         conditioner: Callable[..., Tensor] | None = None,
         fraction_masked: float | None = None,
         hidden_units: Sequence[int] = (64, 64),
         activation: Activation = "relu",
-        scale: Scale = "softplus",
+        scale: Scale | None = None,
         log_scale_bound: float | None = None,
     ) -> None:
-        fn = conditioner_from(conditioner, shift_and_log_scale_fn, takes_units=True, name="RealNVP")
+        fn = conditioner_from(
+            conditioner,
+            shift_and_log_scale_fn,
+            takes_units=True,
+            name="RealNVP",
+            bijector_fn=bijector_fn,
+        )
         super().__init__(
             num_masked, fn or CouplingNetwork(hidden_units, activation), fraction_masked
         )
-        check_scale(scale, log_scale_bound)
-        self.scale = scale
+        self.scale = resolve_scale(scale, fn, log_scale_bound)
         self.log_scale_bound = log_scale_bound
+        self.is_constant_jacobian = bool(is_constant_jacobian)
 
     def _transform(self, part: Tensor, params: Any, inverse: bool) -> Pair:
         return affine_transform(part, params, self.scale, self.log_scale_bound, inverse)

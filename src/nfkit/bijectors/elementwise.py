@@ -12,7 +12,7 @@ from torch import Tensor
 
 from nfkit._tensors import ArrayLike, register_tensor
 from nfkit.bijectors.base import Bijector, Context, Pair
-from nfkit.bijectors.splines import rational_quadratic_spline
+from nfkit.bijectors.splines import rational_quadratic_spline, spline_through_knots
 
 __all__ = [
     "Exp",
@@ -162,83 +162,143 @@ class Tanh(Bijector):
 
 
 class Softplus(Bijector):
-    r"""The softplus :math:`x = \log(1 + e^{z})`, mapping the real line onto :math:`(0, \infty)`.
+    r"""The softplus :math:`x = c \log(1 + e^{z / c}) + \ell`, mapping the real line onto
+    :math:`(\ell, \infty)` (TFP's ``hinge_softness`` :math:`c`, default 1, and ``low``
+    :math:`\ell`, default 0).
 
-    Log-det: :math:`\log \sigma(z) = -\mathrm{softplus}(-z)`. Inverse:
-    :math:`z = x + \log(-\mathrm{expm1}(-x))`, with log-det :math:`-\log(-\mathrm{expm1}(-x))`.
+    Log-det: :math:`\log \sigma(z / c) = -\mathrm{softplus}(-z / c)`. Inverse, with
+    :math:`u = (x - \ell) / c`: :math:`z = c\,(u + \log(-\mathrm{expm1}(-u)))`, log-det
+    :math:`-\log(-\mathrm{expm1}(-u))`.
+
+    Args:
+        hinge_softness: :math:`c > 0`; small values approach :math:`\max(z, 0)`.
+        low: :math:`\ell`, the lower bound of the outputs.
 
     Example:
         >>> import torch, nfkit.bijectors as nfb
         >>> nfb.Softplus().inverse(torch.tensor([2.0]).log())
         tensor([0.])
+        >>> nfb.Softplus(hinge_softness=0.5, low=1.0).forward(torch.tensor([0.0, 10.0]))
+        tensor([ 1.3466, 11.0000])
 
     """
 
+    def __init__(self, hinge_softness: float | None = None, low: float | None = None) -> None:
+        super().__init__()
+        self.hinge_softness = 1.0 if hinge_softness is None else float(hinge_softness)
+        self.low = 0.0 if low is None else float(low)
+        if not self.hinge_softness > 0:
+            raise ValueError(f"hinge_softness must be positive, got {hinge_softness}")
+
     def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
-        return F.softplus(z), -F.softplus(-z)
+        c = self.hinge_softness
+        return c * F.softplus(z / c) + self.low, -F.softplus(-z / c)
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
-        log_term = torch.log(-torch.expm1(-x))
-        return x + log_term, -log_term
+        c = self.hinge_softness
+        u = (x - self.low) / c
+        log_term = torch.log(-torch.expm1(-u))
+        return c * (u + log_term), -log_term
 
 
 class RationalQuadraticSpline(Bijector):
-    r"""A monotonic rational-quadratic spline applied elementwise (Durkan et al. 2019).
+    r"""A monotonic rational-quadratic spline applied elementwise (Durkan et al. 2019), the
+    identity outside its interval; see :mod:`nfkit.bijectors.splines` for the formulas.
 
-    The spline maps :math:`[-B, B]` onto itself through ``K`` bins and is the identity outside;
-    see :mod:`nfkit.bijectors.splines` for the formulas. Parameters are unconstrained (pass
-    ``nn.Parameter``\ s to learn them); all zeros give the identity.
+    TFP's arguments, with TFP's meaning: positive ``bin_widths`` and ``bin_heights``
+    ``(..., K)`` (each summing to the interval's width :math:`W`), positive ``knot_slopes`` at
+    the :math:`K - 1` inner knots ``(..., K - 1)`` (or ``(..., 1)`` for one slope at all), the
+    interval :math:`[r, r + W]` from ``range_min`` :math:`= r`; slope 1 at both ends.
 
-    Args:
-        raw_widths: ``(..., K)`` bin widths before the softmax.
-        raw_heights: ``(..., K)`` bin heights before the softmax.
-        raw_slopes: ``(..., K - 1)`` inner-knot slopes before the softplus.
-        bound: half-width :math:`B` of the spline's interval.
+    nfkit's alternative, unconstrained (what a network or ``nn.Parameter`` gives; all zeros
+    give the identity): ``raw_widths`` and ``raw_heights`` ``(..., K)`` before a softmax,
+    ``raw_slopes`` ``(..., K - 1)`` before a softplus, on :math:`[-B, B]` with ``bound`` =
+    :math:`B`.
 
     The leading dims ``...`` broadcast against the input (e.g. ``(D, K)`` for ``D`` features).
 
     Example:
         >>> import torch, nfkit.bijectors as nfb
+        >>> rqs = nfb.RationalQuadraticSpline(  # TFP's form, on [-1, 1]
+        ...     bin_widths=[0.5, 1.0, 0.5], bin_heights=[1.0, 0.5, 0.5], knot_slopes=[1.0, 0.5])
+        >>> rqs.forward(torch.tensor([-1.0, -0.5, 0.5, 2.0])).tolist()  # knots, and the tail
+        [-1.0, 0.0, 0.5, 2.0]
         >>> _ = torch.manual_seed(0)
         >>> w, h, s = torch.randn(3, 8), torch.randn(3, 8), torch.randn(3, 7)
-        >>> rqs = nfb.RationalQuadraticSpline(w, h, s)
+        >>> raw = nfb.RationalQuadraticSpline(raw_widths=w, raw_heights=h, raw_slopes=s)
         >>> x = torch.randn(5, 3)
-        >>> torch.allclose(rqs.inverse(rqs.forward(x)), x, atol=1e-5)
+        >>> torch.allclose(raw.inverse(raw.forward(x)), x, atol=1e-5)
         True
 
     """
 
     def __init__(
         self,
-        raw_widths: ArrayLike,
-        raw_heights: ArrayLike,
-        raw_slopes: ArrayLike,
+        bin_widths: ArrayLike | None = None,
+        bin_heights: ArrayLike | None = None,
+        knot_slopes: ArrayLike | None = None,
+        range_min: float = -1.0,
         *,
+        raw_widths: ArrayLike | None = None,
+        raw_heights: ArrayLike | None = None,
+        raw_slopes: ArrayLike | None = None,
         bound: float = 3.0,
     ) -> None:
         super().__init__()
-        self.raw_widths = register_tensor(self, "raw_widths", raw_widths)
-        self.raw_heights = register_tensor(self, "raw_heights", raw_heights)
-        self.raw_slopes = register_tensor(self, "raw_slopes", raw_slopes)
-        bins = self.raw_widths.shape[-1]
-        if self.raw_heights.shape[-1] != bins or self.raw_slopes.shape[-1] != bins - 1:
+        tfp, raw = (bin_widths, bin_heights, knot_slopes), (raw_widths, raw_heights, raw_slopes)
+        if not (all(v is not None for v in tfp) and all(v is None for v in raw)) and not (
+            all(v is None for v in tfp) and all(v is not None for v in raw)
+        ):
             raise ValueError(
-                f"need K widths, K heights and K - 1 slopes; got {self.raw_widths.shape[-1]}, "
-                f"{self.raw_heights.shape[-1]} and {self.raw_slopes.shape[-1]}"
+                "RationalQuadraticSpline takes bin_widths=, bin_heights= and knot_slopes= "
+                "(TFP's) or raw_widths=, raw_heights= and raw_slopes= (nfkit's)"
             )
-        self.bound = float(bound)
+        self.tfp_form = raw_widths is None
+        names = (
+            ("bin_widths", "bin_heights", "knot_slopes")
+            if self.tfp_form
+            else ("raw_widths", "raw_heights", "raw_slopes")
+        )
+        widths, heights, slopes = (
+            register_tensor(self, n, v)
+            for n, v in zip(names, tfp if self.tfp_form else raw, strict=True)
+        )
+        bins = widths.shape[-1]
+        if heights.shape[-1] != bins or slopes.shape[-1] not in (bins - 1, 1):
+            raise ValueError(
+                f"need K widths, K heights and K - 1 slopes; got {widths.shape[-1]}, "
+                f"{heights.shape[-1]} and {slopes.shape[-1]}"
+            )
+        if self.tfp_form:
+            if bool((widths <= 0).any() | (heights <= 0).any() | (slopes <= 0).any()):
+                raise ValueError("bin_widths, bin_heights and knot_slopes must be positive")
+            if not torch.allclose(widths.sum(-1), heights.sum(-1), rtol=1e-5, atol=1e-6):
+                raise ValueError("bin_widths and bin_heights must have the same sums")
+        elif slopes.shape[-1] != bins - 1:
+            raise ValueError(f"need K - 1 = {bins - 1} raw_slopes, got {slopes.shape[-1]}")
+        self.range_min, self.bound = float(range_min), float(bound)
 
     def _spline(self, value: Tensor, inverse: bool) -> Pair:
-        def expand(raw: Tensor) -> Tensor:
-            return raw.to(value.dtype).expand(*value.shape, raw.shape[-1])
+        def expand(t: Tensor, size: int | None = None) -> Tensor:
+            return t.to(value.dtype).expand(*value.shape, size or t.shape[-1])
 
-        return rational_quadratic_spline(
-            value,
-            expand(self.raw_widths),
-            expand(self.raw_heights),
-            expand(self.raw_slopes),
-            inverse=inverse,
-            bound=self.bound,
+        if not self.tfp_form:
+            return rational_quadratic_spline(
+                value,
+                expand(self.raw_widths),
+                expand(self.raw_heights),
+                expand(self.raw_slopes),
+                inverse=inverse,
+                bound=self.bound,
+            )
+        widths, heights = expand(self.bin_widths), expand(self.bin_heights)
+        bins = widths.shape[-1]
+        inner = expand(self.knot_slopes, bins - 1)
+        ones = inner.new_ones((*inner.shape[:-1], 1))
+        xk, yk = (self.range_min + F.pad(t.cumsum(-1), (1, 0)) for t in (widths, heights))
+        yk = torch.cat([yk[..., :-1], xk[..., -1:]], -1)  # the same end for x and y
+        return spline_through_knots(
+            value, xk, yk, torch.cat([ones, inner, ones], -1), inverse=inverse
         )
 
     def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
@@ -248,6 +308,8 @@ class RationalQuadraticSpline(Bijector):
         return self._spline(x, inverse=True)
 
     def extra_repr(self) -> str:
+        if self.tfp_form:
+            return f"bins={self.bin_widths.shape[-1]}, range_min={self.range_min}"
         return f"bins={self.raw_widths.shape[-1]}, bound={self.bound}"
 
 

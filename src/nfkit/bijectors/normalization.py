@@ -197,6 +197,7 @@ class BatchNorm(Bijector):
         if not 0.0 < momentum <= 1.0:
             raise ValueError(f"momentum must lie in (0, 1], got {momentum}")
         self.momentum, self.eps = momentum, eps
+        self.use_batch_statistics = True  # in training mode (TFP's training=False: never)
         self.log_gamma: nn.Parameter | None = None
         self.beta: nn.Parameter | None = None
         if features is not None:
@@ -222,11 +223,11 @@ class BatchNorm(Bijector):
         return x, (std.log() - log_gamma).sum()
 
     def batch_dependent(self) -> bool:
-        return self.training  # batch statistics
+        return self.training and self.use_batch_statistics  # batch statistics
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         log_gamma, beta = self._params(x)
-        if self.training:
+        if self.batch_dependent():
             rows = x.reshape(-1, x.shape[-1])
             mean, var = rows.mean(0), rows.var(0, correction=0)
             with torch.no_grad():
@@ -247,3 +248,54 @@ class BatchNorm(Bijector):
     def extra_repr(self) -> str:
         size = "?" if self.log_gamma is None else self.log_gamma.shape[0]
         return f"features={size}, momentum={self.momentum}"
+
+
+class BatchNormalization(BatchNorm):
+    r"""TFP's ``tfb.BatchNormalization`` with Keras' defaults: :class:`BatchNorm` with
+    :math:`\epsilon = 10^{-3}` and ``momentum`` = 0.99 as the weight of the *old* running
+    value (Keras' convention; :class:`BatchNorm`'s is PyTorch's, the new batch's weight).
+
+    The scale is :math:`e^{\gamma}` (TFP's Keras layer keeps :math:`\gamma > 0` by a
+    constraint instead); the maps are the same. The inverse normalizes (data to base), with
+    batch statistics in training mode, as TFP's with ``training=True``.
+
+    Args:
+        batchnorm_layer: TFP's Keras layer; there is none in PyTorch, so only ``None``.
+        training: ``False`` always uses the running averages (TFP's meaning).
+        features: :math:`D`; ``None`` takes it from the first input.
+        momentum: Keras': the running averages keep this much of their old value.
+        epsilon: added to the variance.
+
+    Example:
+        >>> import torch, nfkit.bijectors as nfb, nfkit.distributions as nfd
+        >>> _ = torch.manual_seed(0)
+        >>> dist = nfd.TransformedDistribution(
+        ...     distribution=nfd.Sample(nfd.Normal(0.0, 1.0), [2]),
+        ...     bijector=nfb.BatchNormalization())
+        >>> y = nfd.MultivariateNormalDiag(loc=[1.0, 1.0], scale_diag=[2.0, 2.0]).sample(1000)
+        >>> x = dist.bijector.inverse(y).detach()  # ~ N(0, 1): batch statistics while training
+        >>> bool(x.mean().abs() < 1e-5), round(float(x.std()), 2)
+        (True, 1.0)
+
+    """
+
+    def __init__(
+        self,
+        batchnorm_layer: None = None,
+        training: bool = True,
+        *,
+        features: int | None = None,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+    ) -> None:
+        if batchnorm_layer is not None:
+            raise TypeError(
+                "BatchNormalization takes no Keras layer in nfkit: give features=, momentum= "
+                "and epsilon= instead"
+            )
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(
+                f"momentum (Keras': the old value's weight) must lie in [0, 1), got {momentum}"
+            )
+        super().__init__(features, momentum=1.0 - momentum, eps=epsilon)
+        self.use_batch_statistics = bool(training)

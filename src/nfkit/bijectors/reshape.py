@@ -10,7 +10,7 @@ from torch import Tensor
 
 from nfkit.bijectors.base import Bijector, Context, Pair
 
-__all__ = ["Reshape"]
+__all__ = ["Reshape", "Transpose"]
 
 
 def _resolve(shape: Sequence[int], size: int, what: str) -> list[int]:
@@ -86,3 +86,59 @@ class Reshape(Bijector):
 
     def extra_repr(self) -> str:
         return f"event_shape_out={self.event_shape_out}, event_shape_in={self.event_shape_in}"
+
+
+class Transpose(Bijector):
+    r"""Permute the event dims, as TFP's ``Transpose``: event dim ``i`` of the output is dim
+    ``perm[i]`` of the input. A relabelling of coordinates, so :math:`\log|\det J| = 0`.
+
+    Args:
+        perm: a permutation of ``0..n-1`` over the rightmost ``n`` dims.
+        rightmost_transposed_ndims: alternatively ``n``: reverse the rightmost ``n`` dims.
+
+    Example:
+        >>> import torch, nfkit.bijectors as nfb
+        >>> t = nfb.Transpose(perm=[1, 2, 0])  # channels first to channels last
+        >>> t.forward(torch.zeros(5, 3, 4, 6)).shape, list(t.inverse_event_shape([4, 6, 3]))
+        (torch.Size([5, 4, 6, 3]), [3, 4, 6])
+
+    """
+
+    is_constant_jacobian = True
+
+    def __init__(
+        self, perm: Sequence[int] | None = None, rightmost_transposed_ndims: int | None = None
+    ) -> None:
+        super().__init__()
+        if (perm is None) == (rightmost_transposed_ndims is None):
+            raise ValueError("Transpose takes perm= or rightmost_transposed_ndims=")
+        if perm is None:
+            perm = list(reversed(range(int(rightmost_transposed_ndims))))  # type: ignore[arg-type]
+        self.perm = [int(p) for p in perm]
+        if sorted(self.perm) != list(range(len(self.perm))):
+            raise ValueError(f"perm must reorder 0..{len(self.perm) - 1}, got {self.perm}")
+        self.inverse_perm = [self.perm.index(i) for i in range(len(self.perm))]
+        self.forward_min_event_ndims = len(self.perm)
+
+    def _moved(self, shape: torch.Size, perm: list[int]) -> torch.Size:
+        lead = len(shape) - len(perm)
+        return torch.Size([*shape[:lead], *(shape[lead + p] for p in perm)])
+
+    def _forward_event_shape(self, input_shape: torch.Size) -> torch.Size:
+        return self._moved(input_shape, self.perm)
+
+    def _inverse_event_shape(self, output_shape: torch.Size) -> torch.Size:
+        return self._moved(output_shape, self.inverse_perm)
+
+    def _permuted(self, value: Tensor, perm: list[int]) -> Tensor:
+        lead = value.ndim - len(perm)
+        return value.permute(*range(lead), *(lead + p for p in perm))
+
+    def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
+        return self._permuted(z, self.perm), z.new_zeros(())
+
+    def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
+        return self._permuted(x, self.inverse_perm), x.new_zeros(())
+
+    def extra_repr(self) -> str:
+        return f"perm={self.perm}"

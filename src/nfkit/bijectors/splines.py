@@ -56,7 +56,7 @@ def _softmax(raw: Tensor) -> Tensor:
     return e / e.sum(dim=-1, keepdim=True)
 
 
-def _knots(raw: Tensor, bound: float, minimum: float) -> tuple[Tensor, Tensor]:
+def _knots(raw: Tensor, bound: float, minimum: float) -> Tensor:
     """Knot positions ``(*, K+1)`` from raw sizes ``(*, K)``: each bin at least ``minimum``."""
     bins = raw.shape[-1]
     sizes = minimum + (1.0 - minimum * bins) * _softmax(raw)
@@ -64,8 +64,7 @@ def _knots(raw: Tensor, bound: float, minimum: float) -> tuple[Tensor, Tensor]:
     knots = 2.0 * bound * knots - bound
     # Exact ends, whatever the rounding of the cumulative sum.
     end = knots.new_full((*knots.shape[:-1], 1), bound)
-    knots = torch.cat([-end, knots[..., 1:-1], end], dim=-1)
-    return knots, knots[..., 1:] - knots[..., :-1]
+    return torch.cat([-end, knots[..., 1:-1], end], dim=-1)
 
 
 def _gather(values: Tensor, index: Tensor) -> Tensor:
@@ -105,10 +104,8 @@ def rational_quadratic_spline(
         applied (so ``inverse=True`` returns :math:`-\log|dy/dx|` at the solution).
 
     """
-    inside = (inputs >= -bound) & (inputs <= bound)
-    x = inputs.clamp(-bound, bound)
-    xk, widths = _knots(raw_widths, bound, min_bin_width)
-    yk, heights = _knots(raw_heights, bound, min_bin_height)
+    xk = _knots(raw_widths, bound, min_bin_width)
+    yk = _knots(raw_heights, bound, min_bin_height)
     inner = min_slope + F.softplus(raw_slopes + _IDENTITY_SLOPE)
     if raw_slopes.shape[-1] == raw_widths.shape[-1]:
         # Circular: one more slope, shared by both ends, so the spline closes smoothly.
@@ -116,7 +113,22 @@ def rational_quadratic_spline(
     else:
         ones = inner.new_ones((*inner.shape[:-1], 1))
         slopes = torch.cat([ones, inner, ones], dim=-1)
+    return spline_through_knots(inputs, xk, yk, slopes, inverse=inverse)
 
+
+def spline_through_knots(
+    inputs: Tensor, xk: Tensor, yk: Tensor, slopes: Tensor, *, inverse: bool = False
+) -> tuple[Tensor, Tensor]:
+    r"""The rational-quadratic spline through knots :math:`(x_k, y_k)` with derivatives
+    :math:`\delta_k` there, ``(*, K + 1)`` each (increasing knots, positive slopes, the same
+    first and last value for :math:`x` and :math:`y`), applied elementwise to ``inputs``
+    ``(*)``; the identity outside :math:`[x_0, x_K]`. Returns outputs and the log-det of the
+    direction applied, as :func:`rational_quadratic_spline`.
+    """
+    low, high = xk[..., 0], xk[..., -1]
+    inside = (inputs >= low) & (inputs <= high)
+    x = inputs.clamp(low, high)  # (not minimum/maximum: their gradient halves at a tie)
+    widths, heights = xk[..., 1:] - xk[..., :-1], yk[..., 1:] - yk[..., :-1]
     edges = yk if inverse else xk
     index = torch.searchsorted(edges[..., 1:-1].contiguous(), x[..., None], right=True)[..., 0]
     x_k, w, y_k, h = (

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,15 @@ from torch import Tensor, nn
 from nfkit._config import Configurable
 from nfkit._tensors import as_size
 
-__all__ = ["Distribution", "PushedForward", "SampleShape", "evaluation_mode", "gaussian_noise"]
+__all__ = [
+    "BijectorKwargs",
+    "Distribution",
+    "PushedForward",
+    "SampleShape",
+    "context_from",
+    "evaluation_mode",
+    "gaussian_noise",
+]
 
 SampleShape = int | Sequence[int] | torch.Size
 
@@ -69,6 +78,46 @@ def _never() -> bool:
 
 def _shape_str(shape: torch.Size) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+BijectorKwargs = dict[str, Any] | None
+
+
+def context_from(context: Any, bijector_kwargs: BijectorKwargs) -> Any:
+    """The ``context=`` of nfkit from TFP's ``bijector_kwargs=``: ``{"conditional_input": c}``, or
+    the same nested under bijector names (``{"maf1": {"conditional_input": c}, ...}``). nfkit
+    hands one context to every layer, so the named inputs must be one tensor (an error
+    otherwise, never a silent choice).
+    """
+    if bijector_kwargs is None:
+        return context
+    if context is not None:
+        raise ValueError("pass context= or bijector_kwargs=, not both")
+    found: list[Any] = []
+
+    def walk(kwargs: dict[str, Any]) -> None:
+        for key, value in kwargs.items():
+            if key == "conditional_input":
+                found.append(value)
+            elif isinstance(value, dict):
+                walk(value)
+            else:
+                raise ValueError(
+                    f"bijector_kwargs: nfkit's layers take conditional_input only, got {key!r}"
+                )
+
+    walk(bijector_kwargs)
+    if not found:
+        return None
+    first = torch.as_tensor(np.asarray(found[0])) if not isinstance(found[0], Tensor) else found[0]
+    for other in found[1:]:
+        other = torch.as_tensor(np.asarray(other)) if not isinstance(other, Tensor) else other
+        if other.shape != first.shape or not torch.equal(other.to(first), first):
+            raise NotImplementedError(
+                "bijector_kwargs gives different conditional inputs to different bijectors; "
+                "nfkit passes one context to every layer (concatenate them into one context)"
+            )
+    return found[0]
 
 
 class Distribution(Configurable, nn.Module):
@@ -142,14 +191,22 @@ class Distribution(Configurable, nn.Module):
 
     # --- public API ----------------------------------------------------------------------------
 
-    def rsample(self, sample_shape: SampleShape = (), *, context: Tensor | None = None) -> Tensor:
+    def rsample(
+        self,
+        sample_shape: SampleShape = (),
+        *,
+        context: Tensor | None = None,
+        bijector_kwargs: BijectorKwargs = None,
+    ) -> Tensor:
         """Draw reparametrized samples of shape ``sample_shape + batch_shape + event_shape``;
         gradients flow back to the parameters. With a context ``(C,)`` every sample shares
         it; a batch of contexts ``(B, C)`` adds its batch dims after ``sample_shape``:
-        ``sample(n, context=c)`` is ``(n, B, *event_shape)``.
+        ``sample(n, context=c)`` is ``(n, B, *event_shape)``. TFP's
+        ``bijector_kwargs={"conditional_input": c}`` is the same as ``context=c``
+        (:func:`context_from`).
         """
-        context = self._as_context(context)
-        shape = as_size(sample_shape) + self._context_batch(context) + self.batch_shape
+        sample_shape, context = self._sampling_context(sample_shape, context, bijector_kwargs)
+        shape = sample_shape + self._context_batch(context) + self.batch_shape
         return self._rsample(shape, context)
 
     def sample(
@@ -159,6 +216,7 @@ class Distribution(Configurable, nn.Module):
         context: Tensor | None = None,
         seed: int | None = None,
         temperature: float | None = None,
+        bijector_kwargs: BijectorKwargs = None,
     ) -> Tensor:
         """Draw samples of shape ``sample_shape + batch_shape + event_shape``, without gradients.
 
@@ -169,6 +227,7 @@ class Distribution(Configurable, nn.Module):
             temperature: scale the noise of the Gaussian base by this (Kingma & Dhariwal
                 2018): below 1 draws from the dense core, above 1 from the tails. Only for
                 distributions drawn from Gaussian noise (an error otherwise).
+            bijector_kwargs: TFP's way to give the context (:func:`context_from`).
 
         Example:
             >>> import nfkit.distributions as nfd
@@ -192,7 +251,9 @@ class Distribution(Configurable, nn.Module):
             token = _TEMPERATURE.set(state)
             try:
                 with torch.no_grad():
-                    out = self.rsample(sample_shape, context=context)
+                    out = self.rsample(
+                        sample_shape, context=context, bijector_kwargs=bijector_kwargs
+                    )
             finally:
                 _TEMPERATURE.reset(token)
         if state is not None and not state[1]:
@@ -237,7 +298,11 @@ class Distribution(Configurable, nn.Module):
         return self._no_closed_form("entropy")
 
     def log_prob(
-        self, value: Tensor | np.ndarray, *, context: Tensor | None = None
+        self,
+        value: Tensor | np.ndarray,
+        *,
+        context: Tensor | None = None,
+        bijector_kwargs: BijectorKwargs = None,
     ) -> Tensor | np.ndarray:
         """Log-density of ``value`` (shape ``(*, *event_shape)``), reduced over the event dims.
 
@@ -245,10 +310,11 @@ class Distribution(Configurable, nn.Module):
         distribution's, so a flow moved with ``.to("cuda")`` takes CPU data). A numpy array or
         list in (the chapter's ``td.log_prob(zgrid)``) is cast to this distribution's dtype,
         evaluated without gradients, and answered with a numpy array, so
-        ``np.exp(td.log_prob(grid))`` works.
+        ``np.exp(td.log_prob(grid))`` works. TFP's ``bijector_kwargs=`` gives the context
+        as :func:`context_from` reads it.
         """
         tensor, from_numpy = self._as_input(value)
-        context = self._as_context(context)
+        context = self._as_context(context_from(context, bijector_kwargs))
         log_prob = functools.partial(self._log_prob, context=context)
         if from_numpy:
             with evaluation_mode(self):
@@ -268,17 +334,25 @@ class Distribution(Configurable, nn.Module):
         return log_prob
 
     def prob(
-        self, value: Tensor | np.ndarray, *, context: Tensor | None = None
+        self,
+        value: Tensor | np.ndarray,
+        *,
+        context: Tensor | None = None,
+        bijector_kwargs: BijectorKwargs = None,
     ) -> Tensor | np.ndarray:
         """Density of ``value``: the exponential of :meth:`log_prob` (numpy in, numpy out)."""
-        log_p = self.log_prob(value, context=context)
+        log_p = self.log_prob(value, context=context, bijector_kwargs=bijector_kwargs)
         return np.exp(log_p) if isinstance(log_p, np.ndarray) else log_p.exp()
 
     def sample_and_log_prob(
-        self, sample_shape: SampleShape = (), *, context: Tensor | None = None
+        self,
+        sample_shape: SampleShape = (),
+        *,
+        context: Tensor | None = None,
+        bijector_kwargs: BijectorKwargs = None,
     ) -> tuple[Tensor, Tensor]:
         """Reparametrized samples and their log-density, computed together."""
-        context = self._as_context(context)
+        sample_shape, context = self._sampling_context(sample_shape, context, bijector_kwargs)
         x = self.rsample(sample_shape, context=context)
         return x, self._log_prob(x, context)
 
@@ -314,6 +388,23 @@ class Distribution(Configurable, nn.Module):
         if not bool(torch.isfinite(context).all()):
             raise ValueError("the context has NaN or inf values")
         return context
+
+    def _sampling_context(
+        self, sample_shape: SampleShape, context: Any, bijector_kwargs: BijectorKwargs
+    ) -> tuple[torch.Size, Tensor | None]:
+        """The sample shape and context of a sampling call. A context given TFP's way
+        (``bijector_kwargs=``) broadcasts against the sample shape, as in TFP
+        (``sample(n, bijector_kwargs={"conditional_input": c})`` with ``c`` of shape
+        ``(n, C)`` gives ``n`` samples, one per row); nfkit's ``context=`` adds its batch
+        dims after the sample shape instead.
+        """
+        if bijector_kwargs is None:
+            return as_size(sample_shape), self._as_context(context)
+        context = self._as_context(context_from(context, bijector_kwargs))
+        if context is None or context.ndim < 2:
+            return as_size(sample_shape), context
+        shape = torch.broadcast_shapes(as_size(sample_shape), context.shape[:-1])
+        return torch.Size(()), context.expand(*shape, context.shape[-1])
 
     def _context_batch(self, context: Tensor | None) -> torch.Size:
         """The batch dims a context adds to samples (all but its last, the features)."""

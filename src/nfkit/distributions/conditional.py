@@ -7,7 +7,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nfkit.distributions.base import Distribution, PushedForward, SampleShape
+from nfkit.distributions.base import (
+    BijectorKwargs,
+    Distribution,
+    PushedForward,
+    SampleShape,
+)
 
 __all__ = ["Conditional"]
 
@@ -47,11 +52,16 @@ class Conditional(PushedForward):
             raise ValueError("this distribution is conditional: pass context=")
         return self.embedding(context)
 
-    def rsample(self, sample_shape: SampleShape = (), *, context: Tensor | None = None) -> Tensor:
+    def rsample(
+        self,
+        sample_shape: SampleShape = (),
+        *,
+        context: Tensor | None = None,
+        bijector_kwargs: BijectorKwargs = None,
+    ) -> Tensor:
         # The embedded context sets the batch (a context need not be a vector: a time series).
-        return self.distribution.rsample(
-            sample_shape, context=self._embed(self._as_context(context))
-        )
+        sample_shape, context = self._sampling_context(sample_shape, context, bijector_kwargs)
+        return self.distribution.rsample(sample_shape, context=self._embed(context))
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
         return self.distribution._rsample(shape, self._embed(context))
@@ -60,7 +70,11 @@ class Conditional(PushedForward):
         return self.distribution._log_prob(value, self._embed(context))
 
     def sample_and_log_prob(
-        self, sample_shape: SampleShape = (), *, context: Tensor | None = None
+        self,
+        sample_shape: SampleShape = (),
+        *,
+        context: Tensor | None = None,
+        bijector_kwargs: BijectorKwargs = None,
     ) -> tuple[Tensor, Tensor]:
-        context = self._as_context(context)
+        sample_shape, context = self._sampling_context(sample_shape, context, bijector_kwargs)
         return self.distribution.sample_and_log_prob(sample_shape, context=self._embed(context))

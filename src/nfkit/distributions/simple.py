@@ -237,13 +237,16 @@ class Independent(Distribution):
 
     Args:
         distribution: the base distribution.
-        reinterpreted_batch_ndims: how many batch dims become event dims (default: all).
+        reinterpreted_batch_ndims: how many batch dims become event dims (default, as TFP's:
+            all but the first, so a batch of rank 1 stays a batch).
 
     Example:
         >>> import torch, nfkit.distributions as nfd
         >>> nfd.Independent(nfd.Normal(loc=torch.zeros(4, 3)), 1)
         <nfkit.distributions.Independent 'Independent'
         batch_shape=[4] event_shape=[3] dtype=float32>
+        >>> nfd.Independent(nfd.Normal(loc=torch.zeros(5, 4, 3))).batch_shape  # TFP's default
+        torch.Size([5])
 
     """
 
@@ -253,7 +256,9 @@ class Independent(Distribution):
         super().__init__()
         self.distribution = distribution
         base_batch = distribution.batch_shape
-        n = len(base_batch) if reinterpreted_batch_ndims is None else reinterpreted_batch_ndims
+        n = reinterpreted_batch_ndims
+        if n is None:
+            n = max(len(base_batch) - 1, 0)
         if not 0 <= n <= len(base_batch):
             raise ValueError(
                 f"reinterpreted_batch_ndims={n} but the distribution has batch shape "

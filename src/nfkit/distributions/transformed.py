@@ -8,7 +8,12 @@ import torch
 from torch import Tensor
 
 from nfkit.bijectors.base import Bijector
-from nfkit.distributions.base import Distribution, PushedForward, as_size
+from nfkit.distributions.base import (
+    BijectorKwargs,
+    Distribution,
+    PushedForward,
+    as_size,
+)
 from nfkit.distributions.torch_compat import TorchDistribution
 
 __all__ = ["TransformedDistribution"]
@@ -96,9 +101,10 @@ class TransformedDistribution(PushedForward):
         sample_shape: int | tuple[int, ...] | torch.Size = (),
         *,
         context: Tensor | None = None,
+        bijector_kwargs: BijectorKwargs = None,
     ) -> tuple[Tensor, Tensor]:
         """Reparametrized samples and their log-density, using only the forward direction."""
-        context = self._as_context(context)
+        sample_shape, context = self._sampling_context(sample_shape, context, bijector_kwargs)
         if self._extra_batch and context is None:
             sample_shape = as_size(sample_shape) + self._extra_batch
         z, base_log_prob = self.distribution.sample_and_log_prob(sample_shape, context=context)
