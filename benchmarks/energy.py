@@ -273,6 +273,10 @@ def main() -> None:
             "estimate, 5 seeds); the row 'FAB + buffer' on Many Well is the comparable one. "
             "Our GMM-40 means are our own draw of FAB's recipe, not the paper's.",
             "",
+            "Alanine dipeptide (KL of the (phi, psi) histogram to MD, ESS, Delta F against MD, "
+            "wall-clock, for maximum likelihood, reverse KL and FAB) is `alanine.py`'s section "
+            "below: it needs its own MD references, cached per seed.",
+            "",
             "![GMM-40 draws of each model](energy_gmm40.png)",
             "",
             "### Mass in the barrier",

@@ -9,10 +9,10 @@ exact samples with sbibm's reference samples by C2ST, which tests the definition
 libraries in turn, one thread each; each posterior then draws `--samples` samples at each of
 the benchmark's observations, and C2ST (nfkit.sbi.c2st: an MLP classifier, 5-fold) compares
 them with as many reference samples. Both libraries use an NSF with their own defaults
-otherwise (nfkit: 5 layers of [50, 50]; sbi 0.27: `density_estimator="nsf"`); both stop early
-on a held-out tenth. NLE posteriors are sampled by each library's vectorized slice sampler with
-the same chains, warm-up and thinning. Sequential variants run `--rounds` rounds for one
-observation at a time.
+otherwise (nfkit: NSF-AR, 5 layers of [50, 50], LU layers between; sbi 0.27:
+`density_estimator="nsf"`); both stop early on a held-out tenth. NLE posteriors are
+sampled by each library's vectorized slice sampler with the same chains, warm-up and thinning.
+Sequential variants run `--rounds` rounds for one observation at a time.
 
 Results accumulate in `sbi_results.json` (one record per task, method, library and budget), so
 the grid can run in parts: `python sbi_benchmark.py --tasks two_moons --budgets 1000`. Every

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import nfkit
+import nfkit.bijectors as nfb
 import nfkit.distributions as nfd
 from nfkit.sbi import (
     NLE,
@@ -178,11 +179,15 @@ def test_estimators_save_and_load_their_posteriors(tmp_path):
     task = tasks.two_moons()
     theta, x = simulate(task.prior, task.simulator, 400, seed=0, vectorized=True)
     _, x_o = task.observation(1)
-    for cls in (NPE, NLE):
-        est = cls(task.prior, layers=1, hidden=[8], epochs=2).fit(theta, x)
+    for cls, mixing in ((NPE, "lu"), (NLE, "reverse")):
+        est = cls(task.prior, layers=2, hidden=[8], epochs=2, mixing=mixing).fit(theta, x)
         back = cls.load(est.save(tmp_path / f"{cls.__name__}.safetensors"))
         mine, theirs = est.posterior(x_o), back.posterior(x_o)
         torch.testing.assert_close(mine.log_prob(theta[:20]), theirs.log_prob(theta[:20]))
+        lu = any(isinstance(m, nfb.ScaleMatvecLU) for m in back.model_.modules())
+        assert back.mixing == mixing and lu == (mixing == "lu")
+    with pytest.raises(ValueError, match="mixing must be one of"):
+        NPE(task.prior, mixing="shuffle")
     glm = tasks.bernoulli_glm()  # a torch prior: the file holds the flow only
     theta, x = simulate(glm.prior, glm.simulator, 300, seed=0, vectorized=True)
     path = NPE(glm.prior, layers=1, hidden=[8], epochs=1).fit(theta, x).save(tmp_path / "g")

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from nfkit.bijectors import Bijector, Chain, Identity, Scale, Shift
 from nfkit.data.validate import check_finite_rows
 from nfkit.distributions import Conditional, Distribution, TransformedDistribution
-from nfkit.flows import FLOWS
+from nfkit.flows import FLOWS, MIXINGS
 from nfkit.io import load_with_header, save
 from nfkit.nets import ContextEmbedding
 from nfkit.sbi.atomic import AtomicLoss
@@ -61,6 +61,7 @@ class _Estimator:
         flow: str = "nsf",
         layers: int = 5,
         hidden: Sequence[int] = (50, 50),
+        mixing: str = "lu",
         embedding: nn.Module | None = None,
         epochs: int = 500,
         batch_size: int = 200,
@@ -73,7 +74,10 @@ class _Estimator:
         if flow not in FLOWS:
             raise ValueError(f"flow must be one of {sorted(FLOWS)}, got {flow!r}")
         self.prior = as_prior(prior)
+        if mixing not in MIXINGS:
+            raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
         self.flow, self.layers, self.hidden, self.embedding = flow, layers, hidden, embedding
+        self.mixing = mixing
         self.options = {
             "epochs": epochs,
             "batch_size": batch_size,
@@ -114,7 +118,7 @@ class _Estimator:
             width = embedding.features(context)
             sizes = {"hidden": list(self.hidden)}
             if self.flow != "cnf":
-                sizes["layers"] = self.layers
+                sizes.update(layers=self.layers, mixing=self.mixing)
             base = FLOWS[self.flow](target.shape[1], context=width, **sizes)
             bijector = Chain([outer, _standardizer(inner_values), base.bijector])
             model = Conditional(TransformedDistribution(base.distribution, bijector), embedding)
@@ -145,6 +149,7 @@ class _Estimator:
             "flow": self.flow,
             "layers": self.layers,
             "hidden": list(self.hidden),
+            "mixing": self.mixing,
             "options": self.options,
             "x_ndim": self._x_ndim,
             "support": getattr(self, "support", None),
@@ -177,6 +182,7 @@ class _Estimator:
             flow=settings["flow"],
             layers=settings["layers"],
             hidden=settings["hidden"],
+            mixing=settings.get("mixing", "reverse"),  # files before mixing= had reversals
             **options,
             **extra,
         )
@@ -257,6 +263,11 @@ class NPE(_Estimator):
         flow: ``"nsf"`` (default), ``"maf"``, ``"realnvp"``, ``"iaf"`` or ``"cnf"``.
         layers: flow layers.
         hidden: hidden widths of each layer's network.
+        mixing: between layers, ``"lu"`` (default: a learned linear map started at the
+            identity, as the `sbi` package's LU layers) or ``"reverse"``. Measured at 1,000
+            simulations, mean C2ST over observations 1-3 (one seed): bernoulli_glm (10-D)
+            0.894 with reversals, 0.859 with LU (sbi 0.27 on those: 0.868); slcp 0.928 and
+            0.928. An LU started at a random rotation gave 0.840 and 0.960.
         embedding: a module mapping (standardized) observations ``(n, *x_shape)`` to summary
             features ``(n, k)``, trained jointly (e.g. a 1-D conv net for time series);
             ``None`` (default, as in the `sbi` package) feeds the standardized ``x`` itself.
@@ -403,13 +414,18 @@ class NLE(_Estimator):
     r"""Neural likelihood estimation: a conditional flow :math:`q(x \mid \theta)` trained on
     simulations; :meth:`sample` draws from :math:`\propto q(x_o \mid \theta) p(\theta)` by
     slice sampling over many chains at once (:func:`~nfkit.sbi.mcmc.slice_sample`).
-    Arguments as :class:`NPE` (``embedding`` acts on :math:`\theta`).
+    Arguments as :class:`NPE` (``embedding`` acts on :math:`\theta`), except ``mixing``,
+    ``"reverse"`` by default: LU layers, NPE's default, did not help here (bernoulli_glm at
+    1,000 simulations, mean C2ST over observations 1-3: 0.774 with reversals, 0.786 with LU).
 
     References:
         Papamakarios, Sterratt, Murray, "Sequential Neural Likelihood: Fast Likelihood-free
         Inference with Autoregressive Flows", AISTATS 2019, https://arxiv.org/abs/1805.07226.
 
     """
+
+    def __init__(self, prior: Any, *, mixing: str = "reverse", **options: Any) -> None:
+        super().__init__(prior, mixing=mixing, **options)
 
     def fit(self, theta: Any, x: Any, *, warm_start: bool = False, **fit_options: Any) -> NLE:
         r"""Train :math:`q(x \mid \theta)` on simulated pairs (from the prior or any
