@@ -9,7 +9,7 @@ exact samples with sbibm's reference samples by C2ST, which tests the definition
 libraries in turn, one thread each; each posterior then draws `--samples` samples at each of
 the benchmark's observations, and C2ST (nfkit.sbi.c2st: an MLP classifier, 5-fold) compares
 them with as many reference samples. Both libraries use an NSF with their own defaults
-otherwise (nfkit: NSF-AR, 5 layers of [50, 50], LU layers between; sbi 0.27:
+otherwise (nfkit: NSF-AR, 5 layers of [50, 50], reversals between; sbi 0.27:
 `density_estimator="nsf"`); both stop early on a held-out tenth. NLE posteriors are
 sampled by each library's vectorized slice sampler with the same chains, warm-up and thinning.
 Sequential variants run `--rounds` rounds for one observation at a time.

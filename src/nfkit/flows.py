@@ -104,7 +104,7 @@ MIXINGS = ("reverse", "lu")
 def _mixer(features: int, mixing: str) -> Bijector:
     """What goes between two layers: a reversal of the coordinates, or a learned linear map
     (:class:`~nfkit.bijectors.ScaleMatvecLU`) started at the identity, as the `sbi` package's
-    LU layers (a random rotation start, as Glow's, measured worse on slcp: NPE docstring).
+    LU layers (a random rotation start, as Glow's, was worse for NPE on slcp).
     """
     if mixing == "reverse":
         return Reverse()
@@ -164,8 +164,9 @@ def maf(
         activation: hidden activation.
         mixing: between layers, ``"reverse"`` (the coordinates reversed) or ``"lu"`` (a
             learned invertible linear map, :class:`~nfkit.bijectors.ScaleMatvecLU`, started at
-            the identity: the flow learns which coordinates to mix, which NPE on the
-            benchmark's 10-D tasks needed).
+            the identity: the flow learns which coordinates to mix; measured for NPE on the
+            SBI benchmark, better on some tasks and worse on others: see
+            :class:`~nfkit.sbi.NPE`).
         context: width of a conditioning input (conditional density), or ``None``.
         embedding: a module from contexts ``(n, context)`` to summary features ``(n, k)``,
             trained with the flow; the result is a

@@ -61,7 +61,7 @@ class _Estimator:
         flow: str = "nsf",
         layers: int = 5,
         hidden: Sequence[int] = (50, 50),
-        mixing: str = "lu",
+        mixing: str = "reverse",
         embedding: nn.Module | None = None,
         epochs: int = 500,
         batch_size: int = 200,
@@ -263,11 +263,12 @@ class NPE(_Estimator):
         flow: ``"nsf"`` (default), ``"maf"``, ``"realnvp"``, ``"iaf"`` or ``"cnf"``.
         layers: flow layers.
         hidden: hidden widths of each layer's network.
-        mixing: between layers, ``"lu"`` (default: a learned linear map started at the
-            identity, as the `sbi` package's LU layers) or ``"reverse"``. Measured at 1,000
-            simulations, mean C2ST over observations 1-3 (one seed): bernoulli_glm (10-D)
-            0.894 with reversals, 0.859 with LU (sbi 0.27 on those: 0.868); slcp 0.928 and
-            0.928. An LU started at a random rotation gave 0.840 and 0.960.
+        mixing: between layers, ``"reverse"`` (default) or ``"lu"`` (a learned linear map
+            started at the identity, as the `sbi` package's LU layers). LU was measured and
+            not made the default: mean C2ST over the 10 observations, reversals / LU,
+            bernoulli_glm 0.889 / 0.865 at 1,000 simulations but 0.699 / 0.712 at 10,000,
+            gaussian_linear 0.678 / 0.732 and 0.573 / 0.582 (LU stopped earlier, and a
+            patience of 50 gave the same best epoch); slcp at 1,000: LU 0.953.
         embedding: a module mapping (standardized) observations ``(n, *x_shape)`` to summary
             features ``(n, k)``, trained jointly (e.g. a 1-D conv net for time series);
             ``None`` (default, as in the `sbi` package) feeds the standardized ``x`` itself.
@@ -414,18 +415,15 @@ class NLE(_Estimator):
     r"""Neural likelihood estimation: a conditional flow :math:`q(x \mid \theta)` trained on
     simulations; :meth:`sample` draws from :math:`\propto q(x_o \mid \theta) p(\theta)` by
     slice sampling over many chains at once (:func:`~nfkit.sbi.mcmc.slice_sample`).
-    Arguments as :class:`NPE` (``embedding`` acts on :math:`\theta`), except ``mixing``,
-    ``"reverse"`` by default: LU layers, NPE's default, did not help here (bernoulli_glm at
-    1,000 simulations, mean C2ST over observations 1-3: 0.774 with reversals, 0.786 with LU).
+    Arguments as :class:`NPE` (``embedding`` acts on :math:`\theta`); LU mixing did not
+    help here either (bernoulli_glm at 1,000 simulations, mean C2ST over observations 1-3:
+    0.774 with reversals, 0.786 with LU layers started at a random rotation).
 
     References:
         Papamakarios, Sterratt, Murray, "Sequential Neural Likelihood: Fast Likelihood-free
         Inference with Autoregressive Flows", AISTATS 2019, https://arxiv.org/abs/1805.07226.
 
     """
-
-    def __init__(self, prior: Any, *, mixing: str = "reverse", **options: Any) -> None:
-        super().__init__(prior, mixing=mixing, **options)
 
     def fit(self, theta: Any, x: Any, *, warm_start: bool = False, **fit_options: Any) -> NLE:
         r"""Train :math:`q(x \mid \theta)` on simulated pairs (from the prior or any
