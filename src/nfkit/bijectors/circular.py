@@ -200,6 +200,8 @@ class MixedCoupling(CouplingBijector):
         if bins < 2:
             raise ValueError(f"bins must be at least 2, got {bins}")
         conditioner = conditioner or CouplingNetwork(hidden_units, activation, params=3 * bins + 1)
+        if num_masked < 0:
+            raise ValueError("MixedCoupling keeps the leading dims: num_masked must be >= 0")
         super().__init__(num_masked, conditioner, None)
         self.angles = sorted({int(a) for a in angles})
         self.params = (3 * bins + 1,)

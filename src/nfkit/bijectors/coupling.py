@@ -154,6 +154,7 @@ class CouplingBijector(ConditionedBijector):
         return d
 
     def _split(self, value: Tensor) -> tuple[Tensor, Tensor]:
+        """``(kept, transformed)`` parts of ``value`` (the kept ones last for a negative mask)."""
         d = self._masked(value.shape[-1])
         if d < 0:
             return value[..., d:], value[..., :d]
@@ -170,8 +171,8 @@ class CouplingBijector(ConditionedBijector):
             pair = self._transform(part, params, inverse)
         out, log_det = pair
         kept = kept.expand(*out.shape[:-1], -1)
-        joined = [out, kept] if self._masked(value.shape[-1]) < 0 else [kept, out]
-        return torch.cat(joined, -1), log_det
+        last = self._masked(value.shape[-1]) < 0
+        return torch.cat([out, kept] if last else [kept, out], -1), log_det
 
     def _forward_and_log_det(self, z: Tensor, context: Context) -> Pair:
         return self._couple(z, context, inverse=False)

@@ -109,9 +109,8 @@ def context_from(context: Any, bijector_kwargs: BijectorKwargs) -> Any:
     walk(bijector_kwargs)
     if not found:
         return None
-    first = torch.as_tensor(np.asarray(found[0])) if not isinstance(found[0], Tensor) else found[0]
-    for other in found[1:]:
-        other = torch.as_tensor(np.asarray(other)) if not isinstance(other, Tensor) else other
+    first, *others = (v if isinstance(v, Tensor) else torch.as_tensor(np.asarray(v)) for v in found)
+    for other in others:
         if other.shape != first.shape or not torch.equal(other.to(first), first):
             raise NotImplementedError(
                 "bijector_kwargs gives different conditional inputs to different bijectors; "
@@ -202,8 +201,9 @@ class Distribution(Configurable, nn.Module):
         gradients flow back to the parameters. With a context ``(C,)`` every sample shares
         it; a batch of contexts ``(B, C)`` adds its batch dims after ``sample_shape``:
         ``sample(n, context=c)`` is ``(n, B, *event_shape)``. TFP's
-        ``bijector_kwargs={"conditional_input": c}`` is the same as ``context=c``
-        (:func:`context_from`).
+        ``bijector_kwargs={"conditional_input": c}`` gives the context TFP's way
+        (:func:`context_from`): it broadcasts against ``sample_shape`` instead, so ``n``
+        contexts give ``n`` samples.
         """
         sample_shape, context = self._sampling_context(sample_shape, context, bijector_kwargs)
         shape = sample_shape + self._context_batch(context) + self.batch_shape
