@@ -98,19 +98,20 @@ def _embeddable(build: Callable[..., TransformedDistribution]) -> Callable[..., 
     return builder
 
 
-MIXINGS = ("reverse", "lu")
+_MIXERS: dict[str, Callable[[int], Bijector]] = {
+    # What goes between two layers: a reversal of the coordinates, or a learned linear map
+    # (ScaleMatvecLU) started at the identity, as the `sbi` package's LU layers (a random
+    # rotation start, as Glow's, was worse for NPE on slcp).
+    "reverse": lambda features: Reverse(),
+    "lu": lambda features: ScaleMatvecLU(nn.Parameter(torch.eye(features))),
+}
+MIXINGS = tuple(_MIXERS)
 
 
-def _mixer(features: int, mixing: str) -> Bijector:
-    """What goes between two layers: a reversal of the coordinates, or a learned linear map
-    (:class:`~nfkit.bijectors.ScaleMatvecLU`) started at the identity, as the `sbi` package's
-    LU layers (a random rotation start, as Glow's, was worse for NPE on slcp).
-    """
-    if mixing == "reverse":
-        return Reverse()
-    if mixing == "lu":
-        return ScaleMatvecLU(nn.Parameter(torch.eye(features)))
-    raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
+def check_mixing(mixing: str) -> None:
+    """Refuse a ``mixing=`` that is not one of :data:`MIXINGS`."""
+    if mixing not in _MIXERS:
+        raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
 
 
 def _stack(
@@ -118,12 +119,11 @@ def _stack(
 ) -> TransformedDistribution:
     if features < 1 or layers < 1:
         raise ValueError(f"features and layers must be positive, got {features} and {layers}")
-    if mixing not in MIXINGS:
-        raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
+    check_mixing(mixing)
     bijectors: list[Bijector] = []
     for i in range(layers):
         if i:
-            bijectors.append(_mixer(features, mixing))
+            bijectors.append(_MIXERS[mixing](features))
         bijectors.append(make())
     return TransformedDistribution(MultivariateNormalDiag(loc=[0.0] * features), Chain(bijectors))
 

@@ -24,6 +24,7 @@ __all__ = [
     "ConvNet",
     "AutoregressiveNetwork",
     "FunctionConditioner",
+    "TFPFunction",
     "MaskedLinear",
     "VelocityNetwork",
     "WaveNet",
@@ -99,13 +100,26 @@ class Conditioner(Configurable, nn.Module):
         raise NotImplementedError
 
 
-class FunctionConditioner(Conditioner):
-    r"""A conditioner written the TensorFlow Probability way, adapted to nfkit's convention:
-    what a layer's ``shift_and_log_scale_fn=`` receives. TFP calls an autoregressive layer's
-    function as ``fn(x)`` and a coupling layer's as ``fn(x0, units)``, either returning a
-    tensor ``(*, units, params)`` or a tuple of ``params`` tensors ``(*, units)`` (shift,
-    log-scale), which is stacked here; ``(shift, None)`` is a shift alone (NICE) and
-    ``(None, log_scale)`` a scale alone, as in TFP.
+def _context_name(fn: Callable[..., Any]) -> str:
+    """The keyword a function takes its context by: nfkit's ``context``, or TFP's
+    ``conditional_input`` when it takes that one and not the other.
+    """
+    try:
+        names = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return "context"
+    return (
+        "conditional_input"
+        if "context" not in names and "conditional_input" in names
+        else "context"
+    )
+
+
+class TFPFunction(Conditioner):
+    """A function called the TensorFlow Probability way: ``fn(x)`` for an autoregressive layer,
+    ``fn(x0, units)`` for a coupling layer, the context by nfkit's name ``context=`` or TFP's
+    ``conditional_input=`` (whichever it takes, read once from its signature). The base of
+    :class:`FunctionConditioner` and of TFP's ``bijector_fn=``.
 
     Args:
         fn: the function or module.
@@ -116,22 +130,26 @@ class FunctionConditioner(Conditioner):
     def __init__(self, fn: Callable[..., Any], *, takes_units: bool) -> None:
         super().__init__()
         self.fn, self.takes_units = fn, takes_units
+        self._context_name = _context_name(fn)
 
-    def _context(self, context: Tensor) -> dict[str, Tensor]:
-        """The context by nfkit's name, ``context=``, or TFP's, ``conditional_input=``, for a
-        function that takes that one and not the other.
-        """
-        try:
-            names = inspect.signature(self.fn).parameters
-        except (TypeError, ValueError):
-            return {"context": context}
-        if "context" not in names and "conditional_input" in names:
-            return {"conditional_input": context}
-        return {"context": context}
+    def call(self, inputs: Tensor, units: int, context: Tensor | None) -> Any:
+        """``fn``'s answer for ``inputs``, TFP's way."""
+        args = (inputs, units) if self.takes_units else (inputs,)
+        return (
+            self.fn(*args) if context is None else self.fn(*args, **{self._context_name: context})
+        )
+
+
+class FunctionConditioner(TFPFunction):
+    r"""A conditioner written the TensorFlow Probability way, adapted to nfkit's convention:
+    what a layer's ``shift_and_log_scale_fn=`` receives (called as :class:`TFPFunction`),
+    returning a tensor ``(*, units, params)`` or a tuple of ``params`` tensors ``(*, units)``
+    (shift, log-scale), which is stacked here; ``(shift, None)`` is a shift alone (NICE) and
+    ``(None, log_scale)`` a scale alone, as in TFP.
+    """
 
     def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Tensor:
-        args = (inputs, units) if self.takes_units else (inputs,)
-        out = self.fn(*args) if context is None else self.fn(*args, **self._context(context))
+        out = self.call(inputs, units, context)
         if not isinstance(out, tuple | list):
             return out
         shift, log_scale = out

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from nfkit._tensors import as_size
 from nfkit.bijectors.base import Bijector
 from nfkit.distributions.base import (
     BijectorKwargs,
@@ -294,7 +293,7 @@ class StochasticNormalizingFlow(PushedForward):
     ) -> tuple[Tensor, Tensor]:
         r"""Samples and the path term :math:`\log\mu_0(z) - \sum_t\Delta S_t` (see above)."""
         sample_shape, context = self._sampling_context(sample_shape, context, bijector_kwargs)
-        return self._path(as_size(sample_shape), context)
+        return self._path(sample_shape, context)
 
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
         raise NotImplementedError(

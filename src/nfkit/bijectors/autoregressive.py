@@ -294,5 +294,4 @@ class InverseAutoregressiveFlow(Invert):
             scale=scale,
             log_scale_bound=log_scale_bound,
         )
-        super().__init__(maf)
-        self.is_constant_jacobian = maf.is_constant_jacobian
+        super().__init__(maf)  # Invert takes maf's is_constant_jacobian

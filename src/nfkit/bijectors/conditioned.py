@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor
 
 from nfkit.bijectors.base import Bijector, Context, Pair
-from nfkit.nets import Conditioner, FunctionConditioner
+from nfkit.nets import Conditioner, FunctionConditioner, TFPFunction
 
 __all__ = ["BijectorFunction", "ConditionedBijector", "conditioner_from", "tfp_form"]
 
@@ -46,25 +46,15 @@ def tfp_form(conditioner: Any) -> bool:
     return isinstance(conditioner, FunctionConditioner)
 
 
-class BijectorFunction(Conditioner):
+class BijectorFunction(TFPFunction):
     """TFP's ``bijector_fn=``: a function from the conditioning inputs to the bijector that
-    transforms the rest (``fn(x0, units)`` in a coupling layer, ``fn(x)`` in an autoregressive
-    one, plus ``context=`` when there is one). It stands where a layer's conditioner would.
-
-    Args:
-        fn: the function; it returns an nfkit :class:`~nfkit.bijectors.Bijector` acting on
-            scalars or vectors (not changing the rank).
-        takes_units: pass ``units`` as the second argument (coupling layers).
-
+    transforms the rest (called as :class:`~nfkit.nets.TFPFunction`: ``fn(x0, units)`` in a
+    coupling layer, ``fn(x)`` in an autoregressive one). It stands where a layer's conditioner
+    would; the bijector it returns acts on scalars or vectors (not changing the rank).
     """
 
-    def __init__(self, fn: Callable[..., Bijector], *, takes_units: bool) -> None:
-        super().__init__()
-        self.fn, self.takes_units = fn, takes_units
-
     def forward(self, inputs: Tensor, units: int, context: Tensor | None = None) -> Bijector:
-        args = (inputs, units) if self.takes_units else (inputs,)
-        inner = self.fn(*args) if context is None else self.fn(*args, context=context)
+        inner = self.call(inputs, units, context)
         if not isinstance(inner, Bijector) or inner.forward_min_event_ndims > 1:
             raise ValueError(
                 "bijector_fn must return a bijector on scalars or vectors, got "

@@ -246,22 +246,20 @@ class RationalQuadraticSpline(Bijector):
     ) -> None:
         super().__init__()
         tfp, raw = (bin_widths, bin_heights, knot_slopes), (raw_widths, raw_heights, raw_slopes)
-        if not (all(v is not None for v in tfp) and all(v is None for v in raw)) and not (
-            all(v is None for v in tfp) and all(v is not None for v in raw)
-        ):
+        self.tfp_form = raw_widths is None
+        chosen, other = (tfp, raw) if self.tfp_form else (raw, tfp)
+        if any(v is None for v in chosen) or any(v is not None for v in other):
             raise ValueError(
                 "RationalQuadraticSpline takes bin_widths=, bin_heights= and knot_slopes= "
                 "(TFP's) or raw_widths=, raw_heights= and raw_slopes= (nfkit's)"
             )
-        self.tfp_form = raw_widths is None
         names = (
             ("bin_widths", "bin_heights", "knot_slopes")
             if self.tfp_form
             else ("raw_widths", "raw_heights", "raw_slopes")
         )
         widths, heights, slopes = (
-            register_tensor(self, n, v)
-            for n, v in zip(names, tfp if self.tfp_form else raw, strict=True)
+            register_tensor(self, n, v) for n, v in zip(names, chosen, strict=True)
         )
         bins = widths.shape[-1]
         if heights.shape[-1] != bins or slopes.shape[-1] not in (bins - 1, 1):

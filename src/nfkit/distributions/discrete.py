@@ -20,9 +20,12 @@ __all__ = ["Bernoulli", "Categorical"]
 def _logits_or_probs(
     module: Distribution, logits: ArrayLike | None, probs: ArrayLike | None, what: str
 ) -> Tensor:
-    """Register exactly one of ``logits`` and ``probs`` and return it."""
+    """Register exactly one of ``logits`` and ``probs`` and return it; ``module.by_logits``
+    says which.
+    """
     if (logits is None) == (probs is None):
         raise ValueError(f"{what} takes exactly one of logits= and probs=")
+    module.by_logits = logits is not None
     if logits is not None:
         return register_tensor(module, "logits", logits)
     tensor = register_tensor(module, "probs", probs)
@@ -67,7 +70,7 @@ class Categorical(Distribution):
 
     def logits_parameter(self) -> Tensor:
         r"""Normalized logits :math:`\log\pi`, shape ``(*, K)``."""
-        if "logits" in self._parameters or "logits" in self._buffers:
+        if self.by_logits:
             return self.logits.log_softmax(-1)
         return (self.probs / self.probs.sum(-1, keepdim=True)).log()
 
@@ -120,15 +123,13 @@ class Bernoulli(Distribution):
 
     def logits_parameter(self) -> Tensor:
         r""":math:`\ell = \log p - \log(1-p)`."""
-        if "probs" in self._buffers or "probs" in self._parameters:
-            return self.probs.log() - (-self.probs).log1p()
-        return self.logits
+        if self.by_logits:
+            return self.logits
+        return self.probs.log() - (-self.probs).log1p()
 
     def probs_parameter(self) -> Tensor:
         """:math:`p`."""
-        if "probs" in self._buffers or "probs" in self._parameters:
-            return self.probs
-        return self.logits.sigmoid()
+        return self.logits.sigmoid() if self.by_logits else self.probs
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
         p = self.probs_parameter().detach().expand(shape)

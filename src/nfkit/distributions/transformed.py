@@ -12,7 +12,6 @@ from nfkit.distributions.base import (
     BijectorKwargs,
     Distribution,
     PushedForward,
-    as_size,
 )
 from nfkit.distributions.torch_compat import TorchDistribution
 
@@ -106,7 +105,7 @@ class TransformedDistribution(PushedForward):
         """Reparametrized samples and their log-density, using only the forward direction."""
         sample_shape, context = self._sampling_context(sample_shape, context, bijector_kwargs)
         if self._extra_batch and context is None:
-            sample_shape = as_size(sample_shape) + self._extra_batch
+            sample_shape = sample_shape + self._extra_batch
         z, base_log_prob = self.distribution.sample_and_log_prob(sample_shape, context=context)
         x, log_det = self.bijector.forward_and_log_det(
             z, event_ndims=self._base_ndims, context=context

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from nfkit.bijectors import Bijector, Chain, Identity, Scale, Shift
 from nfkit.data.validate import check_finite_rows
 from nfkit.distributions import Conditional, Distribution, TransformedDistribution
-from nfkit.flows import FLOWS, MIXINGS
+from nfkit.flows import FLOWS, check_mixing
 from nfkit.io import load_with_header, save
 from nfkit.nets import ContextEmbedding
 from nfkit.sbi.atomic import AtomicLoss
@@ -74,8 +74,7 @@ class _Estimator:
         if flow not in FLOWS:
             raise ValueError(f"flow must be one of {sorted(FLOWS)}, got {flow!r}")
         self.prior = as_prior(prior)
-        if mixing not in MIXINGS:
-            raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
+        check_mixing(mixing)
         self.flow, self.layers, self.hidden, self.embedding = flow, layers, hidden, embedding
         self.mixing = mixing
         self.options = {
