@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import nfkit.bijectors as nfb
+from nfkit.nets import MaskedLinear
 
 
 @pytest.mark.parametrize("order", ["left-to-right", "right-to-left", "random", [2, 4, 1, 3]])
@@ -107,3 +108,55 @@ def test_maf_scale_parametrizations_match_their_formulas():
         nfb.MaskedAutoregressiveFlow(fn, scale="sigmoid")
     with pytest.raises(ValueError, match="log_scale_bound applies"):
         nfb.MaskedAutoregressiveFlow(fn, scale="softplus", log_scale_bound=3.0)
+
+
+def _reference(net: nfb.AutoregressiveNetwork, x: torch.Tensor) -> torch.Tensor:
+    """The masked MLP written from the state dict's per-layer names, layer by layer."""
+    state = net.state_dict()
+    layers = [i for i, m in enumerate(net.net) if isinstance(m, MaskedLinear)]
+    h = x
+    for j, i in enumerate(layers):
+        weight = state[f"net.{i}.weight"] * state[f"net.{i}.mask"]
+        h = h @ weight.T + state[f"net.{i}.bias"]
+        if j < len(layers) - 1:
+            h = torch.relu(h)
+    return h.unflatten(-1, (net.params, net.event_size)).transpose(-1, -2)
+
+
+def test_one_flat_parameter_under_the_usual_state_dict_names():
+    """MADE keeps all its weights in one tensor (one optimizer update instead of two per
+    layer); state dicts and model files still name each layer's weight and bias."""
+    torch.manual_seed(0)
+    net = nfb.AutoregressiveNetwork(2, 3, hidden_units=[16, 16], activation="relu")
+    assert [name for name, _ in net.named_parameters()] == ["weights"]
+    keys = set(net.state_dict())
+    assert {f"net.{i}.{n}" for i in (0, 2, 4) for n in ("weight", "bias", "mask")} <= keys
+    assert "weights" not in keys and "weight_mask" not in keys
+    x = torch.randn(7, 3)
+    torch.testing.assert_close(net(x), _reference(net, x))
+
+    # a state dict by those names (as every older file holds) loads into a fresh network
+    other = nfb.AutoregressiveNetwork(2, 3, hidden_units=[16, 16], activation="relu")
+    other.load_state_dict(net.state_dict())
+    torch.testing.assert_close(other(x), net(x), rtol=0, atol=0)
+
+
+def test_masked_weights_get_no_gradient_and_layer_views_write_through():
+    torch.manual_seed(0)
+    net = nfb.AutoregressiveNetwork(2, 3, hidden_units=[8], activation="relu")
+    net(torch.randn(5, 3)).sum().backward()  # the zero output layer still gets a gradient
+    grad = net.weights.grad
+    assert grad is not None and torch.all(grad[net.weight_mask == 0] == 0)
+    assert torch.any(grad[net.weight_mask == 1] != 0)
+    net.zero_output()
+    torch.testing.assert_close(net(torch.randn(4, 3)), torch.zeros(4, 3, 2))
+    weight, _ = net.layer_parameters()[0]
+    with torch.no_grad():
+        weight.fill_(0.5)
+    assert torch.all(net.state_dict()["net.0.weight"] == 0.5)
+
+
+def test_flat_network_moves_with_the_module():
+    net = nfb.AutoregressiveNetwork(2, 2, hidden_units=[8], activation="relu").double()
+    assert net.weights.dtype == net.weight_mask.dtype == torch.float64
+    assert net(torch.randn(3, 2, dtype=torch.float64)).dtype == torch.float64

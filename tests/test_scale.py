@@ -183,6 +183,64 @@ def test_compile_falls_back_to_eager_with_a_warning(monkeypatch) -> None:
     assert np.isfinite(history.history["loss"][0])
 
 
+class _FailingBackward(torch.autograd.Function):
+    """The identity, whose backward raises: a compiled graph that fails to build its backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("inductor could not lower the backward")
+
+
+def test_a_compiled_backward_that_fails_falls_back_to_eager(monkeypatch) -> None:
+    monkeypatch.setattr(
+        torch, "compile", lambda fn, **kw: lambda *a: _FailingBackward.apply(fn(*a))
+    )
+    torch.manual_seed(0)
+    flow = flows.maf(2, layers=1, hidden=[8])
+    with pytest.warns(RuntimeWarning, match="inductor could not lower"):
+        history = nfkit.fit(
+            flow, torch.randn(64, 2), epochs=2, batch_size=32, verbose=0, compile=True
+        )
+    assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.parametrize("epochs, compiles", [(3, True), (2, False)])
+def test_auto_compiles_once_a_run_is_long_enough(monkeypatch, epochs, compiles) -> None:
+    """The default, compile="auto": eager for AUTO_COMPILE_STEPS steps, then compiled when as
+    many steps remain (here 2 batches an epoch and a threshold of 3 steps: a run of 6 steps
+    compiles at the 4th, one of 4 does not), quietly."""
+    import nfkit.train.step as step_module
+
+    calls = []
+
+    def recording(fn, **kwargs):
+        calls.append(kwargs)
+        return fn
+
+    monkeypatch.setattr(step_module, "AUTO_COMPILE_STEPS", 3)
+    monkeypatch.setattr(torch, "compile", recording)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nfkit.fit(flows.maf(2, layers=1, hidden=[8]), torch.randn(64, 2), epochs=epochs, verbose=0)
+    assert len(calls) == (1 if compiles else 0)
+
+
+def test_auto_does_not_compile_without_a_compiler(monkeypatch) -> None:
+    import shutil
+
+    from nfkit.train.step import compiler_available
+
+    assert compiler_available(torch.device("cpu"), 2) is False  # never under DDP
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert compiler_available(torch.device("cpu"), 1) is False
+    assert compiler_available(torch.device("cuda"), 1) is True
+
+
 def test_evaluation_uses_inference_mode_unless_a_part_differentiates() -> None:
     from nfkit.distributions.base import evaluation_mode
     from nfkit.stochastic import MALALayer, StochasticNormalizingFlow

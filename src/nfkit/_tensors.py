@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ArrayLike", "as_size", "register_tensor"]
+__all__ = ["ArrayLike", "as_size", "broadcast_shapes", "register_tensor"]
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float] | float
 
@@ -70,3 +70,13 @@ def resolve_device(spec: str | torch.device) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {spec!r}: torch finds no MPS device on this machine")
     return device
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> torch.Size:
+    """``torch.broadcast_shapes``, with equal shapes returned at once: torch's version is
+    Python and costs about 20 µs a call, a tenth of a MAF layer's step at small batches.
+    """
+    first = shapes[0]
+    if not isinstance(first, int) and all(s == first for s in shapes[1:]):
+        return torch.Size(first)
+    return torch.broadcast_shapes(*shapes)

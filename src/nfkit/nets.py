@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nfkit._config import Configurable
+from nfkit._tensors import broadcast_shapes
 
 __all__ = [
     "MLP",
@@ -254,6 +255,10 @@ class MaskedLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
 
+    def extra_repr(self) -> str:
+        where = "" if self.weight is not None else ", weights held by the network"
+        return f"in_features={self.in_features}, out_features={self.out_features}{where}"
+
 
 def _input_degrees(order: str | Sequence[int], size: int) -> Tensor:
     if isinstance(order, str):
@@ -316,6 +321,39 @@ def _conditional_width(
     if context_features is not None and context_features != shape[0]:
         raise ValueError("context_features and conditional_event_shape disagree")
     return int(shape[0])
+
+
+def _save_layer_names(net: Any, state: dict[str, Any], prefix: str, _: Any) -> None:
+    """State-dict hook of :class:`AutoregressiveNetwork`: its flat ``weights`` written as each
+    layer's ``weight`` and ``bias`` (the names files and state dicts have always had).
+    """
+    if prefix + "weights" not in state:
+        return
+    pieces = state.pop(prefix + "weights").split(net._sizes)
+    for name, shape, piece in zip(net._names, net._shapes, pieces, strict=True):
+        state[prefix + name] = piece.view(shape)
+
+
+def _load_layer_names(net: Any, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Load hook of :class:`AutoregressiveNetwork`: the layers' weights and biases gathered
+    into the flat ``weights``, and the flat mask remade from the masks being loaded (a random
+    input order's masks come from the file).
+    """
+    keys = [prefix + name for name in getattr(net, "_names", ())]
+    if keys and all(k in state for k in keys):
+        state[prefix + "weights"] = torch.cat([state.pop(k).reshape(-1) for k in keys])
+    masks = [k.removesuffix("weight") + "mask" for k in keys[::2]]
+    if masks and all(k in state for k in masks):
+        with torch.no_grad():
+            net.weight_mask.copy_(_flat_mask([state[k] for k in masks], net._shapes[1::2]))
+
+
+def _flat_mask(masks: Sequence[Tensor], bias_shapes: Sequence[tuple[int, ...]]) -> Tensor:
+    """The masks of MADE's layers laid out as its flat ``weights`` (ones for the biases)."""
+    pieces = []
+    for mask, shape in zip(masks, bias_shapes, strict=True):
+        pieces += [mask.reshape(-1), mask.new_ones(shape)]
+    return torch.cat(pieces)
 
 
 class AutoregressiveNetwork(Conditioner):
@@ -399,6 +437,9 @@ class AutoregressiveNetwork(Conditioner):
         kernel_initializer: str | Callable[[Tensor], Any] | None = None,
     ) -> None:
         super().__init__()
+        # Files and state dicts name each layer's weight and bias (see _flatten).
+        self.register_state_dict_post_hook(_save_layer_names)
+        self.register_load_state_dict_pre_hook(_load_layer_names)
         context_features = _conditional_width(
             context_features, conditional, conditional_event_shape, conditional_input_layers
         )
@@ -479,6 +520,32 @@ class AutoregressiveNetwork(Conditioner):
                     if isinstance(layer, MaskedLinear):
                         init(layer.weight)
                         layer.bias.zero_()
+        self._flatten()
+
+    def _flatten(self) -> None:
+        """Move every layer's weight and bias into one parameter, ``weights`` (one tensor for
+        the optimizer instead of two per layer); the layers keep their masks, and the state
+        dict keeps each layer's ``weight`` and ``bias`` under their usual names.
+        """
+        linears = [m for m in self.net if isinstance(m, MaskedLinear)]  # type: ignore[union-attr]
+        tensors = [t for layer in linears for t in (layer.weight, layer.bias)]
+        self._shapes = [tuple(t.shape) for t in tensors]
+        self._sizes = [t.numel() for t in tensors]
+        self._names = [f"net.{i}.{n}" for i, m in enumerate(self.net) if isinstance(m, MaskedLinear)  # type: ignore[arg-type]
+                       for n in ("weight", "bias")]  # fmt: skip
+        self.weights = nn.Parameter(torch.cat([t.detach().reshape(-1) for t in tensors]))
+        mask = _flat_mask([layer.mask for layer in linears], self._shapes[1::2])
+        self.register_buffer("weight_mask", mask, persistent=False)
+        for layer in linears:
+            layer.register_parameter("weight", None)
+            layer.register_parameter("bias", None)
+
+    def layer_parameters(self) -> list[tuple[Tensor, Tensor]]:
+        """Each masked layer's ``(weight, bias)``: views into ``weights``, so changes made in
+        place (under ``torch.no_grad()``) are the network's.
+        """
+        pieces = self.weights.split(self._sizes)
+        return [(pieces[i].view(self._shapes[i]), pieces[i + 1]) for i in range(0, len(pieces), 2)]
 
     def zero_output(self) -> None:
         """Set the output layer to zero now (and when built later): the flow built on it
@@ -487,8 +554,8 @@ class AutoregressiveNetwork(Conditioner):
         self.zero_last = True
         if self.net is not None:
             with torch.no_grad():
-                self.net[-1].weight.zero_()
-                self.net[-1].bias.zero_()
+                for tensor in self.layer_parameters()[-1]:
+                    tensor.zero_()
 
     def forward(
         self,
@@ -527,15 +594,21 @@ class AutoregressiveNetwork(Conditioner):
                     f"this network was built for a context of width {self.context_features}, "
                     f"got {context.shape[-1]}"
                 )
-            batch = torch.broadcast_shapes(x.shape[:-1], context.shape[:-1])
+            batch = broadcast_shapes(x.shape[:-1], context.shape[:-1])
             x = torch.cat([context.expand(*batch, -1), x.expand(*batch, -1)], dim=-1)
         elif self.context_features:
             raise ValueError(
                 f"this network is conditional (context_features={self.context_features}); "
                 "pass context="
             )
-        out = self.net(x)
-        return out.unflatten(-1, (self.params, self.event_size)).transpose(-1, -2)
+        # One product applies every mask; layer k's weight and bias are pieces 2k and 2k + 1,
+        # its activation is net[2k + 1].
+        pieces = (self.weights * self.weight_mask).split(self._sizes)
+        for k in range(0, len(pieces), 2):
+            x = F.linear(x, pieces[k].view(self._shapes[k]), pieces[k + 1])
+            if k + 2 < len(pieces):
+                x = self.net[k + 1](x)  # type: ignore[index]
+        return x.unflatten(-1, (self.params, self.event_size)).transpose(-1, -2)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -619,9 +692,7 @@ class VelocityNetwork(Configurable, nn.Module):
         """:math:`v(x, t, c)` for ``x`` of shape ``(*, D)`` and a scalar or ``(*,)`` time."""
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype)
         batch = (
-            x.shape[:-1]
-            if context is None
-            else torch.broadcast_shapes(x.shape[:-1], context.shape[:-1])
+            x.shape[:-1] if context is None else broadcast_shapes(x.shape[:-1], context.shape[:-1])
         )
         t = t.reshape((*t.shape, 1) if t.ndim else (1,)).expand(*batch, 1)
         parts = [x.expand(*batch, -1), t]

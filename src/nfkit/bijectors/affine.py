@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nfkit._tensors import ArrayLike, register_tensor
+from nfkit._tensors import ArrayLike, broadcast_shapes, register_tensor
 from nfkit.bijectors.base import Bijector, Context, Pair, parameter_batch_shape
 
 __all__ = [
@@ -177,7 +177,7 @@ class ScaleMatvecTriL(Bijector):
 
     def _inverse_and_log_det(self, x: Tensor, context: Context) -> Pair:
         tril = self._tril()
-        batch = torch.broadcast_shapes(tril.shape[:-2], x.shape[:-1])
+        batch = broadcast_shapes(tril.shape[:-2], x.shape[:-1])
         rhs = x.unsqueeze(-1).expand(*batch, x.shape[-1], 1)
         lhs = tril.expand(*batch, *tril.shape[-2:])
         z = torch.linalg.solve_triangular(lhs, rhs, upper=False).squeeze(-1)

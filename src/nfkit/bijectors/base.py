@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nfkit._config import Configurable
+from nfkit._tensors import broadcast_shapes
 
 __all__ = ["Bijector", "Chain", "Context", "Invert", "NotInvertibleError", "Pair"]
 
@@ -283,7 +284,7 @@ class Bijector(Configurable, nn.Module):
         """The log-det over the batch shape of ``z`` and ``x`` (a bijector with batch
         parameters broadcasts its input), summed over ``extra`` reinterpreted event dims.
         """
-        batch = torch.broadcast_shapes(
+        batch = broadcast_shapes(
             z.shape[: z.ndim - self.forward_min_event_ndims],
             x.shape[: x.ndim - self.inverse_min_event_ndims],
         )
@@ -440,7 +441,7 @@ class Chain(Bijector):
             b.experimental_batch_shape(nd)
             for b, nd in zip(reversed(self.bijectors), self._ranks(event_ndims), strict=True)
         ]
-        return torch.broadcast_shapes(*shapes)
+        return broadcast_shapes(*shapes)
 
     @accepts_arrays
     def forward(self, z: torch.Tensor, *, context: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nfkit._tensors import broadcast_shapes
 from nfkit.bijectors.autoregressive import Scale, affine_transform, resolve_scale
 from nfkit.bijectors.base import Bijector, Context, Pair
 from nfkit.bijectors.conditioned import _BASES, ConditionedBijector, conditioner_from
@@ -90,7 +91,7 @@ class CouplingNetwork(Conditioner):
                 "context of width {}; got {}, {} and {}".format(*built, *got)
             )
         if context is not None:
-            batch = torch.broadcast_shapes(inputs.shape[:-1], context.shape[:-1])
+            batch = broadcast_shapes(inputs.shape[:-1], context.shape[:-1])
             inputs = torch.cat([inputs.expand(*batch, -1), context.expand(*batch, -1)], dim=-1)
         assert self.mlp is not None
         return self.mlp(inputs).unflatten(-1, (units, self.params))

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from nfkit._tensors import broadcast_shapes
 from nfkit.bijectors.base import Bijector, Context, Pair, accepts_arrays
 from nfkit.nets import Activation, VelocityNetwork
 
@@ -212,7 +213,7 @@ class ContinuousFlow(Bijector):
 
     def _solve(self, value: Tensor, context: Context, inverse: bool, log_det: bool) -> Pair:
         if context is not None:
-            batch = torch.broadcast_shapes(value.shape[:-1], context.shape[:-1])
+            batch = broadcast_shapes(value.shape[:-1], context.shape[:-1])
             value = value.expand(*batch, value.shape[-1])
         self._build_field(value, context)
         training = self.training and torch.is_grad_enabled()

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from nfkit._config import Configurable
-from nfkit._tensors import as_size
+from nfkit._tensors import as_size, broadcast_shapes
 
 __all__ = [
     "BijectorKwargs",
@@ -403,7 +403,7 @@ class Distribution(Configurable, nn.Module):
         context = self._as_context(context_from(context, bijector_kwargs))
         if context is None or context.ndim < 2:
             return as_size(sample_shape), context
-        shape = torch.broadcast_shapes(as_size(sample_shape), context.shape[:-1])
+        shape = broadcast_shapes(as_size(sample_shape), context.shape[:-1])
         return torch.Size(()), context.expand(*shape, context.shape[-1])
 
     def _context_batch(self, context: Tensor | None) -> torch.Size:

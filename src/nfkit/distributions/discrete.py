@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nfkit._tensors import ArrayLike, register_tensor
+from nfkit._tensors import ArrayLike, broadcast_shapes, register_tensor
 from nfkit.distributions.base import Distribution
 
 __all__ = ["Bernoulli", "Categorical"]
@@ -87,7 +87,7 @@ class Categorical(Distribution):
         log_pi = self.logits_parameter()
         valid = _on_integers(value, 0, self.num_categories - 1)
         index = torch.where(valid, value, 0).long()
-        shape = torch.broadcast_shapes(index.shape, log_pi.shape[:-1])
+        shape = broadcast_shapes(index.shape, log_pi.shape[:-1])
         picked = log_pi.expand(*shape, self.num_categories).gather(
             -1, index.expand(shape)[..., None]
         )[..., 0]

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import Tensor
 
-from nfkit._tensors import ArrayLike, register_tensor
+from nfkit._tensors import ArrayLike, broadcast_shapes, register_tensor
 from nfkit.distributions.base import Distribution
 
 __all__ = ["Gamma"]
@@ -51,9 +51,7 @@ class Gamma(Distribution):
         )
         if bool((self.concentration <= 0).any()) or bool((self.rate_parameter() <= 0).any()):
             raise ValueError("Gamma needs concentration > 0 and rate > 0")
-        self._batch_shape = torch.broadcast_shapes(
-            self.concentration.shape, self.rate_parameter().shape
-        )
+        self._batch_shape = broadcast_shapes(self.concentration.shape, self.rate_parameter().shape)
 
     def rate_parameter(self) -> Tensor:
         r""":math:`\beta`."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nfkit._tensors import ArrayLike, register_tensor
+from nfkit._tensors import ArrayLike, broadcast_shapes, register_tensor
 from nfkit.distributions.base import Distribution
 from nfkit.distributions.discrete import Categorical
 
@@ -74,7 +74,7 @@ class MixtureSameFamily(Distribution):
                 f"the components' last batch dim must count the {count[-1]} components "
                 f"(weights of shape {list(count)}), got batch shape {list(batch)}"
             )
-        self._batch_shape = torch.broadcast_shapes(batch[:-1], count[:-1])
+        self._batch_shape = broadcast_shapes(batch[:-1], count[:-1])
         self._event_shape = components_distribution.event_shape
 
     def _log_weights(self) -> Tensor:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from nfkit._tensors import ArrayLike, as_size, register_tensor
+from nfkit._tensors import ArrayLike, as_size, broadcast_shapes, register_tensor
 from nfkit.distributions.base import Distribution, SampleShape, gaussian_noise
 
 __all__ = [
@@ -48,7 +48,7 @@ class Normal(Distribution):
         super().__init__()
         register_tensor(self, "loc", loc)
         register_tensor(self, "scale", scale)
-        self._batch_shape = torch.broadcast_shapes(self.loc.shape, self.scale.shape)
+        self._batch_shape = broadcast_shapes(self.loc.shape, self.scale.shape)
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
         eps = gaussian_noise(shape, self.loc.dtype, self.loc.device)
@@ -96,7 +96,7 @@ class MultivariateNormalDiag(Distribution):
             raise ValueError("MultivariateNormalDiag needs loc or scale_diag (to know D)")
         loc_t = register_tensor(self, "loc", loc if loc is not None else 0.0)
         scale_t = register_tensor(self, "scale_diag", scale_diag if scale_diag is not None else 1.0)
-        shape = torch.broadcast_shapes(loc_t.shape, scale_t.shape)
+        shape = broadcast_shapes(loc_t.shape, scale_t.shape)
         if len(shape) < 1:
             raise ValueError("loc or scale_diag must have an event dim: use [0.0] * D")
         self._batch_shape, self._event_shape = shape[:-1], shape[-1:]
@@ -150,7 +150,7 @@ class MultivariateNormalTriL(Distribution):
                 f"scale_tril must be (*, D, D) for loc (*, D), got {list(tril.shape)} and "
                 f"{list(loc_t.shape)}"
             )
-        self._batch_shape = torch.broadcast_shapes(loc_t.shape[:-1], tril.shape[:-2])
+        self._batch_shape = broadcast_shapes(loc_t.shape[:-1], tril.shape[:-2])
         self._event_shape = loc_t.shape[-1:]
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
@@ -160,7 +160,7 @@ class MultivariateNormalTriL(Distribution):
     def _log_prob(self, value: Tensor, context: Tensor | None) -> Tensor:
         tril = torch.tril(self.scale_tril)
         diff = (value - self.loc).unsqueeze(-1)
-        batch = torch.broadcast_shapes(diff.shape[:-2], tril.shape[:-2])
+        batch = broadcast_shapes(diff.shape[:-2], tril.shape[:-2])
         z = torch.linalg.solve_triangular(
             tril.expand(*batch, *tril.shape[-2:]),
             diff.expand(*batch, *diff.shape[-2:]),
@@ -208,7 +208,7 @@ class Uniform(Distribution):
         register_tensor(self, "high", high)
         if bool((self.high <= self.low).any()):
             raise ValueError("Uniform needs low < high")
-        self._batch_shape = torch.broadcast_shapes(self.low.shape, self.high.shape)
+        self._batch_shape = broadcast_shapes(self.low.shape, self.high.shape)
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
         u = torch.rand(shape, dtype=self.dtype, device=self.device)
@@ -361,7 +361,7 @@ class VonMises(Distribution):
         register_tensor(self, "concentration", concentration)
         if bool((self.concentration <= 0).any()):
             raise ValueError("VonMises needs concentration > 0")
-        self._batch_shape = torch.broadcast_shapes(self.loc.shape, self.concentration.shape)
+        self._batch_shape = broadcast_shapes(self.loc.shape, self.concentration.shape)
 
     def _rsample(self, shape: torch.Size, context: Tensor | None) -> Tensor:
         sampler = torch.distributions.VonMises(self.loc, self.concentration)

@@ -7,6 +7,7 @@ import functools
 import torch
 from torch import Tensor
 
+from nfkit._tensors import broadcast_shapes
 from nfkit.bijectors.base import Bijector
 from nfkit.distributions.base import (
     BijectorKwargs,
@@ -70,7 +71,7 @@ class TransformedDistribution(PushedForward):
         # A batch of bijectors (Shift([-1., 0., 1.]) on a scalar) makes a batch of
         # distributions; a bijector that reshapes events (Reshape, Squeeze) gives the data
         # its own event shape.
-        self._batch_shape = torch.broadcast_shapes(
+        self._batch_shape = broadcast_shapes(
             distribution.batch_shape, bijector.experimental_batch_shape(self._base_ndims)
         )
         lead = len(self._batch_shape) - len(distribution.batch_shape)

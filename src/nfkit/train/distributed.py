@@ -68,22 +68,28 @@ def mean_across(values: Tensor, world: int) -> Tensor:
 
 
 class compiled:  # noqa: N801  (used like a function)
-    """``torch.compile(module)`` that falls back to the eager module, with one warning, when
-    compilation fails (no C++ compiler, an unsupported operation, an old platform).
+    """``torch.compile(module)`` that falls back to the eager module, with one warning (none
+    when ``quiet``), when compilation fails (no C++ compiler, an unsupported operation, an old
+    platform); :meth:`fall_back` is that switch for a failure found outside the call (a
+    backward pass compiled on first use).
     """
 
-    def __init__(self, module: nn.Module, **options: Any) -> None:
+    def __init__(self, module: nn.Module, *, quiet: bool = False, **options: Any) -> None:
         self.eager = module
+        self.quiet = quiet
         self.failed: Exception | None = None
         # Modes that replay CUDA graphs must be told where a training step starts.
         self.graphs = options.get("mode") in ("reduce-overhead", "max-autotune")
         try:
             self.fn: Callable[..., Tensor] = torch.compile(module, **options)
         except Exception as err:
-            self._fall_back(err)
+            self.fall_back(err)
 
-    def _fall_back(self, err: Exception) -> None:
+    def fall_back(self, err: Exception) -> None:
+        """Run the eager module from now on (``err``: why compilation failed)."""
         self.failed = err
+        if self.quiet:
+            return
         warnings.warn(
             f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
             "training continues without compilation",
@@ -98,5 +104,5 @@ class compiled:  # noqa: N801  (used like a function)
                     torch.compiler.cudagraph_mark_step_begin()
                 return self.fn(*args)
             except Exception as err:
-                self._fall_back(err)
+                self.fall_back(err)
         return self.eager(*args)

@@ -97,7 +97,7 @@ def fit(
     objective: Objective = negative_log_likelihood,
     steps_per_epoch: int | None = None,
     strategy: str | None = None,
-    compile: bool | str = False,
+    compile: bool | str = "auto",
 ) -> History:
     r"""Train ``distribution`` by maximum likelihood on ``data`` (chapter eq. 7.3).
 
@@ -158,9 +158,12 @@ def fit(
             rank 0 shows progress, prints and writes checkpoints. Without a launcher it trains
             in one process. ``None``: one process. A ``DataLoader`` is not sharded by ``fit``:
             give it a ``torch.utils.data.DistributedSampler``.
-        compile: run the training step through ``torch.compile``; if compilation fails the
-            step runs eagerly (one ``RuntimeWarning``). Pays off for long runs of a fixed
-            architecture; the first steps are slower while it compiles. A string is
+        compile: run the training step (forward and backward) through ``torch.compile``; if
+            compilation fails the step runs eagerly (one ``RuntimeWarning``). Pays off for long
+            runs of a fixed architecture; the first steps are slower while it compiles. The
+            default ``"auto"`` compiles one-process runs of at least
+            :data:`~nfkit.train.step.AUTO_COMPILE_STEPS` (20,000) steps where a C++ compiler
+            is found, silently falling back when it cannot. A mode string is
             ``torch.compile``'s ``mode``: ``"reduce-overhead"`` replays the step's forward and
             backward as CUDA graphs on a GPU, which removes the per-kernel launch cost that
             dominates small flows there (see ``benchmarks/README.md``).
@@ -210,6 +213,7 @@ def fit(
         clip_grad_norm=clip_grad_norm,
         compile=compile,
         world=world,
+        steps=len(batches) * epochs,
     )
     if world > 1 and seed is not None:
         torch.manual_seed(seed + rank)  # own samples per process (energy objectives)

@@ -4,6 +4,7 @@ r"""The training step: objective → loss (+ the modules' penalties) → backwar
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from nfkit.distributions.base import Distribution
 from nfkit.train.distributed import StepModule, compiled, mean_across, wrap_ddp
 
 __all__ = [
+    "AUTO_COMPILE_STEPS",
     "COMPILE_MODES",
     "Objective",
     "OptimizerSpec",
@@ -25,6 +27,12 @@ __all__ = [
 ]
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# compile="auto" runs eagerly for this many steps and then compiles if at least as many are
+# still planned: on one CPU core compiling the chapter's MAF takes 3-12 s and NSF-AR 20-30 s
+# and saves 1-4 ms a step (steps 1.3-4x faster, benchmarks/README.md), so compiling pays after
+# about 10,000 steps. A run that ends early (early stopping) never pays more than the compile
+# time over the eager steps already taken.
+AUTO_COMPILE_STEPS = 10_000
 
 Objective = Callable[[Distribution, Any, Tensor | None], Tensor]
 OptimizerSpec = str | Callable[..., torch.optim.Optimizer]
@@ -36,6 +44,15 @@ def negative_log_likelihood(
 ) -> Tensor:
     """The default objective: the mean negative log-likelihood of the batch (nats per row)."""
     return -distribution._log_prob(batch, context).mean()
+
+
+def compiler_available(device: torch.device, world: int) -> bool:
+    """Whether ``compile="auto"`` may compile: one process, and a C++ compiler for inductor
+    on the CPU.
+    """
+    if world > 1:
+        return False
+    return device.type != "cpu" or any(shutil.which(c) for c in ("c++", "g++", "clang++"))
 
 
 def make_optimizer(
@@ -81,8 +98,13 @@ class TrainStep:
         optimizer: the optimizer of the distribution's trainable parameters.
         scheduler: a learning-rate scheduler stepped after every update, or ``None``.
         clip_grad_norm: clip the global gradient norm to this value.
-        compile: ``torch.compile`` the forward part (``True`` or a mode).
+        compile: ``torch.compile`` the forward part and with it its backward (``True`` or a
+            mode); ``"auto"``: eagerly for :data:`AUTO_COMPILE_STEPS` steps, then compiled if
+            at least as many of the planned ``steps`` remain (:func:`compiler_available`). If
+            compiling fails, on the first call or in the first backward pass, the step runs
+            eagerly (with a ``RuntimeWarning`` unless ``"auto"`` chose to compile).
         world: processes of a distributed run (1: none); above 1 the forward is under DDP.
+        steps: the steps the run plans (for ``compile="auto"``).
 
     """
 
@@ -96,9 +118,14 @@ class TrainStep:
         clip_grad_norm: float | None = None,
         compile: bool | str = False,
         world: int = 1,
+        steps: int = 0,
     ) -> None:
-        if isinstance(compile, str) and compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be a bool or one of {COMPILE_MODES}, got {compile!r}")
+        if isinstance(compile, str) and compile not in (*COMPILE_MODES, "auto"):
+            raise ValueError(
+                f"compile must be a bool, 'auto' or one of {COMPILE_MODES}, got {compile!r}"
+            )
+        self.auto = compile == "auto"
+        self.steps, self.done = steps, 0
         self.objective, self.optimizer, self.scheduler = objective, optimizer, scheduler
         self.clip_grad_norm, self.world = clip_grad_norm, world
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -108,10 +135,35 @@ class TrainStep:
         module: Any = StepModule(distribution, objective)
         if world > 1:
             module = wrap_ddp(module, distribution.device)  # broadcasts rank 0's weights
-        mode = {"mode": compile} if isinstance(compile, str) else {}
-        self.forward = compiled(module, **mode) if compile else module
+        self.module, self.forward = module, module
+        self.untried = False  # a compiled forward whose first step has not finished
+        if compile and not self.auto:
+            self._compile({"mode": compile} if isinstance(compile, str) else {}, quiet=False)
+
+    def _compile(self, mode: dict[str, str], quiet: bool) -> None:
+        self.forward = compiled(self.module, quiet=quiet, **mode)
+        self.untried = True
 
     def __call__(self, batch: Tensor | None, context: Tensor | None) -> tuple[float, float]:
+        self.done += 1
+        if (
+            self.auto
+            and self.done == AUTO_COMPILE_STEPS + 1
+            and self.steps - AUTO_COMPILE_STEPS >= AUTO_COMPILE_STEPS
+            and compiler_available(self.params[0].device, self.world)
+        ):
+            self._compile({}, quiet=True)
+        if not self.untried:
+            return self._step(batch, context)
+        try:  # the backward pass compiles on first use: a failure there falls back too
+            result = self._step(batch, context)
+        except Exception as err:
+            self.forward.fall_back(err)
+            result = self._step(batch, context)
+        self.untried = False
+        return result
+
+    def _step(self, batch: Tensor | None, context: Tensor | None) -> tuple[float, float]:
         loss = self.forward(batch, context)
         for pop_penalty in self.penalized:
             penalty = pop_penalty()
