@@ -42,7 +42,8 @@ def test_chunked_log_prob_and_sample_equal_one_call(small_chunks, name):
         chunked = flow.log_prob(x)
     assert calls == [7] * 7 + [1]  # it did run in chunks
     whole = _whole(lambda: flow.log_prob(x.numpy()))
-    torch.testing.assert_close(chunked, torch.as_tensor(whole), rtol=0, atol=1e-6)
+    # the same numbers up to float rounding (the products' blocking differs with the rows)
+    torch.testing.assert_close(chunked, torch.as_tensor(whole), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(flow.sample(30, seed=1), _whole(lambda: flow.sample(30, seed=1)))
 
 

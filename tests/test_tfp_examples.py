@@ -517,12 +517,17 @@ def test_conditional_autoregressive_network_docstring_example():
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+    means = []
     for value, mean in ((1, 5.0), (0, 0.0)):
         samples = distribution.sample(
             (1000,), bijector_kwargs={"conditional_input": value * np.ones((1000, 1))}, seed=1
         )
         assert samples.shape == (1000, 1)  # TFP: the conditional input broadcasts
-        assert abs(float(samples.mean()) - mean) < 0.4
+        # 10 noisy epochs at lr 0.1 of a [2, 2] network land within 0.2-0.7 of the cluster
+        # (seeds 0-3); a network that ignored the context would put both at 2.5
+        assert abs(float(samples.mean()) - mean) < 1.0
+        means.append(float(samples.mean()))
+    assert means[0] - means[1] > 4.0
     # TFP's name for the context reaches the network as well
     torch.testing.assert_close(
         made(data[:3], conditional_input=cond[:3]), made(data[:3], 1, cond[:3])
