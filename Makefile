@@ -63,7 +63,7 @@ $(TFP_STAMP):
 		|| echo "TensorFlow Probability did not install; tfp_protocol.py will say so"
 
 bench: $(BENCH_STAMP) $(TFP_STAMP)
-	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) tfp_protocol.py && ../$(PY) density2d.py && ../$(PY) flow_matching16d.py && ../$(PY) energy.py && ../$(PY) alanine.py && ../$(PY) throughput.py && ../$(PY) chunks.py && ../$(PY) learning_per_step.py && ../$(PY) real_data.py && ../$(PY) sbi_benchmark.py
+	cd benchmarks && ../$(PY) chapter_protocol.py && ../$(PY) tfp_protocol.py && ../$(PY) density2d.py && ../$(PY) flow_matching16d.py && ../$(PY) energy.py && ../$(PY) alanine.py && ../$(PY) throughput.py && ../$(PY) training_speed.py && ../$(PY) chunks.py && ../$(PY) learning_per_step.py && ../$(PY) real_data.py && ../$(PY) sbi_benchmark.py
 
 clean:
 	rm -rf $(VENV) $(TFP_VENV) out .pytest_cache

@@ -303,8 +303,12 @@ def table(rows: list[dict]) -> list[str]:
         shown = ours or theirs
         rounds = f", {shown['rounds']} rounds" if shown["rounds"] > 1 else ""
 
+        # nfkit's MADE started Glorot with a zero output layer before 2026-12-08 (records
+        # without made_init); the rows run since carry made_init="torch" and a star
+        star = "*" if ours and ours.get("made_init") == "torch" else ""
         lines.append(
-            f"| {name} | {method} | {budget:,} | {fmt(ours_c)} | {fmt(theirs_c)} | {fmt(paper)} | "
+            f"| {name} | {method} | {budget:,} | {fmt(ours_c)}{star} | {fmt(theirs_c)} | "
+            f"{fmt(paper)} | "
             f"{verdict} | {cell(ours, 'train_s')} | {cell(theirs, 'train_s')} | "
             f"{cell(ours, 'sample_s')} | {cell(theirs, 'sample_s')} | "
             f"{len(shown['observations'])}{rounds} | {shown.get('samples', '—')} |"
@@ -399,6 +403,9 @@ def write(rows: list[dict]) -> None:
         "",
         *task_check_lines(),
         *table(rows),
+        "",
+        '\\* run with the MADE\'s present start (`init="torch"`, 2026-12-08); the other nfkit '
+        "rows with its previous one (Glorot, zero output layer), not rerun.",
         "",
         "![C2ST against simulations](sbi_c2st.png)",
     ]
