@@ -160,3 +160,18 @@ def test_flat_network_moves_with_the_module():
     net = nfb.AutoregressiveNetwork(2, 2, hidden_units=[8], activation="relu").double()
     assert net.weights.dtype == net.weight_mask.dtype == torch.float64
     assert net(torch.randn(3, 2, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_the_torch_start_and_the_previous_one():
+    """Default: every layer as torch.nn.Linear starts (bounds 1/sqrt(n_in)), output drawn;
+    init="glorot", zero_last=True: the previous fixed-map start; a bad name is refused."""
+    torch.manual_seed(0)
+    net = nfb.AutoregressiveNetwork(2, 3, hidden_units=[64], activation="relu")
+    for weight, bias in net.layer_parameters():
+        bound = 1 / math.sqrt(weight.shape[1])
+        assert weight.abs().max() <= bound and bias.abs().max() <= bound
+        assert weight.abs().max() > 0.5 * bound  # drawn, not zero
+    old = nfb.AutoregressiveNetwork(2, 3, hidden_units=[64], init="glorot", zero_last=True)
+    torch.testing.assert_close(old(torch.randn(4, 3)), torch.zeros(4, 3, 2))
+    with pytest.raises(ValueError, match="init must be"):
+        nfb.AutoregressiveNetwork(2, 3, hidden_units=[8], init="xavier")
