@@ -346,9 +346,9 @@ def _save_layer_names(net: Any, state: dict[str, Any], prefix: str, _: Any) -> N
     """
     if prefix + "weights" not in state:
         return
-    pieces = state.pop(prefix + "weights").split(net._sizes)
-    for name, shape, piece in zip(net._names, net._shapes, pieces, strict=True):
-        state[prefix + name] = piece.view(shape)
+    views = net._views(state.pop(prefix + "weights"))
+    for name, view in zip(net._names, views, strict=True):
+        state[prefix + name] = view
 
 
 def _load_layer_names(net: Any, state: dict[str, Any], prefix: str, *_: Any) -> None:
@@ -575,8 +575,13 @@ class AutoregressiveNetwork(Conditioner):
         """Each masked layer's ``(weight, bias)``: views into ``weights``, so changes made in
         place (under ``torch.no_grad()``) are the network's.
         """
-        pieces = self.weights.split(self._sizes)
-        return [(pieces[i].view(self._shapes[i]), pieces[i + 1]) for i in range(0, len(pieces), 2)]
+        views = self._views(self.weights)
+        return list(zip(views[::2], views[1::2], strict=True))
+
+    def _views(self, flat: Tensor) -> list[Tensor]:
+        """``flat`` (laid out as ``weights``) cut into each layer's weight and bias, in turn."""
+        pieces = flat.split(self._sizes)
+        return [piece.view(shape) for piece, shape in zip(pieces, self._shapes, strict=True)]
 
     def zero_output(self) -> None:
         """Set the output layer to zero now (and when built later): the flow built on it
@@ -632,12 +637,12 @@ class AutoregressiveNetwork(Conditioner):
                 f"this network is conditional (context_features={self.context_features}); "
                 "pass context="
             )
-        # One product applies every mask; layer k's weight and bias are pieces 2k and 2k + 1,
+        # One product applies every mask; layer k's weight and bias are views 2k and 2k + 1,
         # its activation is net[2k + 1].
-        pieces = (self.weights * self.weight_mask).split(self._sizes)
-        for k in range(0, len(pieces), 2):
-            x = F.linear(x, pieces[k].view(self._shapes[k]), pieces[k + 1])
-            if k + 2 < len(pieces):
+        views = self._views(self.weights * self.weight_mask)
+        for k in range(0, len(views), 2):
+            x = F.linear(x, views[k], views[k + 1])
+            if k + 2 < len(views):
                 x = self.net[k + 1](x)  # type: ignore[index]
         return x.unflatten(-1, (self.params, self.event_size)).transpose(-1, -2)
 

@@ -161,9 +161,10 @@ def fit(
         compile: run the training step (forward and backward) through ``torch.compile``; if
             compilation fails the step runs eagerly (one ``RuntimeWarning``). Pays off for long
             runs of a fixed architecture; the first steps are slower while it compiles. The
-            default ``"auto"`` compiles one-process runs of at least
-            :data:`~nfkit.train.step.AUTO_COMPILE_STEPS` (20,000) steps where a C++ compiler
-            is found, silently falling back when it cannot. A mode string is
+            default ``"auto"`` runs the first :data:`~nfkit.train.step.AUTO_COMPILE_STEPS`
+            (10,000) steps eagerly and then compiles when at least as many are still planned,
+            in one process and where a C++ compiler is found, silently falling back when it
+            cannot. A mode string is
             ``torch.compile``'s ``mode``: ``"reduce-overhead"`` replays the step's forward and
             backward as CUDA graphs on a GPU, which removes the per-kernel launch cost that
             dominates small flows there (see ``benchmarks/README.md``).

@@ -124,8 +124,15 @@ class TrainStep:
             raise ValueError(
                 f"compile must be a bool, 'auto' or one of {COMPILE_MODES}, got {compile!r}"
             )
-        self.auto = compile == "auto"
-        self.steps, self.done = steps, 0
+        auto = compile == "auto"
+        # The step at which "auto" compiles (None: it does not).
+        long_run = steps - AUTO_COMPILE_STEPS >= AUTO_COMPILE_STEPS
+        self.compile_at = (
+            AUTO_COMPILE_STEPS + 1
+            if auto and long_run and compiler_available(distribution.device, world)
+            else None
+        )
+        self.done = 0
         self.objective, self.optimizer, self.scheduler = objective, optimizer, scheduler
         self.clip_grad_norm, self.world = clip_grad_norm, world
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -137,7 +144,7 @@ class TrainStep:
             module = wrap_ddp(module, distribution.device)  # broadcasts rank 0's weights
         self.module, self.forward = module, module
         self.untried = False  # a compiled forward whose first step has not finished
-        if compile and not self.auto:
+        if compile and not auto:
             self._compile({"mode": compile} if isinstance(compile, str) else {}, quiet=False)
 
     def _compile(self, mode: dict[str, str], quiet: bool) -> None:
@@ -146,12 +153,7 @@ class TrainStep:
 
     def __call__(self, batch: Tensor | None, context: Tensor | None) -> tuple[float, float]:
         self.done += 1
-        if (
-            self.auto
-            and self.done == AUTO_COMPILE_STEPS + 1
-            and self.steps - AUTO_COMPILE_STEPS >= AUTO_COMPILE_STEPS
-            and compiler_available(self.params[0].device, self.world)
-        ):
+        if self.done == self.compile_at:
             self._compile({}, quiet=True)
         if not self.untried:
             return self._step(batch, context)
